@@ -1,0 +1,171 @@
+"""Shared fixtures: one MarketMatch sandbox per test session, served over loopback.
+
+Fixtures
+--------
+``sandbox``
+    The session's sandbox (a real uvicorn server on a free 127.0.0.1 port). Generous rate limit
+    and quota, short jobs (``job_seconds=0.2``), fast webhook retries, local webhooks allowed.
+    Keys: ``sandbox.api_key`` (account A), :data:`TEAMMATE_KEY` (also account A),
+    :data:`OTHER_KEY` (account B), :data:`NO_ACCESS_KEY` (403).
+``clean_sandbox``
+    The same sandbox, reset before the test (no jobs, faults, webhooks; job timing restored).
+``api``
+    An ``httpx.Client`` on ``clean_sandbox`` with account A's key as the ``api_key`` parameter.
+``webhook_receiver``
+    A tiny local HTTP server recording every POST; ``statuses`` scripts its answers.
+
+Helpers: :func:`csv_gz` builds an upload, :func:`wait_until` polls a condition with a deadline.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from mm_pipeline.sandbox import Sandbox, running
+
+PRIMARY_KEY = "mc_test_primary_account_key"
+TEAMMATE_KEY = "mc_test_teammate_key"
+OTHER_KEY = "mc_test_other_account_key"
+NO_ACCESS_KEY = "mc_test_no_marketmatch_access"
+SANDBOX_OPTIONS: dict[str, Any] = {
+    "api_keys": [PRIMARY_KEY, f"{TEAMMATE_KEY}={PRIMARY_KEY}", OTHER_KEY],
+    "no_access_keys": [NO_ACCESS_KEY],
+    "rate_limit": 100_000,
+    "quota": 1_000_000_000,
+    "job_seconds": 0.2,
+    "allow_local_webhooks": True,
+    "webhook_retry_delays": (0.05, 0.1, 0.2),
+    "webhook_timeout": 2.0,
+}
+PAIRS_HEADER = ("vin", "price", "miles", "source", "zip")
+TLS = ssl.create_default_context()
+"""One TLS context for every test client (building one per client costs ~80 ms)."""
+
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[Sandbox]:
+    """The session's sandbox server."""
+    with running(**SANDBOX_OPTIONS) as sb:
+        yield sb
+
+
+@pytest.fixture
+def clean_sandbox(sandbox: Sandbox) -> Sandbox:
+    """The session's sandbox, reset to a fresh state."""
+    sandbox.reset()
+    return sandbox
+
+
+@pytest.fixture
+def api(clean_sandbox: Sandbox) -> Iterator[httpx.Client]:
+    """An httpx client for account A of the (reset) session sandbox."""
+    with client_for(clean_sandbox) as client:
+        yield client
+
+
+def client_for(sb: Sandbox, key: str | None = None, *, timeout: float = 10.0) -> httpx.Client:
+    """Return an httpx client on *sb* sending *key* (default: ``sb.api_key``) as ``api_key``."""
+    return httpx.Client(
+        base_url=sb.base_url,
+        params={"api_key": key if key is not None else sb.api_key},
+        timeout=timeout,
+        verify=TLS,
+    )
+
+
+def csv_gz(rows: Iterable[Iterable[object]], header: Iterable[str] = PAIRS_HEADER) -> bytes:
+    """Return a gzip-compressed CSV with *header* and *rows*."""
+    lines = [",".join(header)] + [",".join(str(v) for v in row) for row in rows]
+    return gzip.compress(("\n".join(lines) + "\n").encode())
+
+
+def wait_until(probe: Callable[[], T], accept: Callable[[T], bool], *, timeout: float = 15.0) -> T:
+    """Call *probe* until *accept* likes its result; fail after *timeout* seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if accept(value):
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout} s; last value: {value!r}")
+        threading.Event().wait(0.02)
+
+
+def wait_for_job(client: httpx.Client, job_id: str, *, timeout: float = 15.0) -> dict[str, Any]:
+    """Poll a job's status until it is no longer PROCESSING; return the final status."""
+
+    def probe() -> dict[str, Any]:
+        response = client.get(f"/v2/batch/marketmatch/rank/jobs/{job_id}")
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    return wait_until(probe, lambda s: s["status"] != "PROCESSING", timeout=timeout)
+
+
+@dataclass
+class ReceivedWebhook:
+    """One request the receiver got."""
+
+    path: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass
+class WebhookReceiver:
+    """A local HTTP server that records POSTs and answers with scripted statuses."""
+
+    url: str
+    received: list[ReceivedWebhook] = field(default_factory=list)
+    statuses: list[int] = field(default_factory=list)
+    """Statuses for the next requests, in order; 200 once exhausted."""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def wait_for(self, count: int, *, timeout: float = 10.0) -> list[ReceivedWebhook]:
+        """Wait until *count* requests have arrived; return them."""
+        wait_until(lambda: len(self.received), lambda n: n >= count, timeout=timeout)
+        with self.lock:
+            return list(self.received)
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    """A recording webhook receiver on a free loopback port."""
+    receiver = WebhookReceiver(url="")
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            with receiver.lock:
+                receiver.received.append(ReceivedWebhook(self.path, dict(self.headers), body))
+                status = receiver.statuses.pop(0) if receiver.statuses else 200
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hooks"
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield receiver
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
