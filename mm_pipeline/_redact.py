@@ -1,0 +1,168 @@
+"""Keep the API key out of URLs, messages, reprs and log records.
+
+The key travels as the ``api_key`` query parameter, so every URL that can reach a message or a
+log line goes through :func:`redact_url`. Keys in use are registered with
+:func:`register_secret`; the :class:`RedactingFilter` installed on the ``mm_pipeline``,
+``httpx``, ``httpcore`` and ``stamina`` loggers scrubs them (and any ``api_key=`` value) from
+every record those loggers emit, including formatted tracebacks and ``extra`` fields.
+
+A logging filter applies only to the logger it is attached to, not to its children: modules of
+this package get their logger from :func:`get_logger`, which attaches the filter.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import traceback
+from collections.abc import Iterable
+from typing import Final
+from urllib.parse import quote
+
+__all__ = [
+    "REDACTED",
+    "RedactingFilter",
+    "get_logger",
+    "install_log_redaction",
+    "mask",
+    "redact",
+    "redact_url",
+    "register_secret",
+    "registered_secrets",
+]
+
+REDACTED: Final = "REDACTED"
+_API_KEY_PARAM = re.compile(r"(?i)(api_key(?:=|%3D))[^&#\s\"'<>)\]]+")
+_LOGGERS: Final = ("mm_pipeline", "httpx", "httpcore", "stamina")
+# Attributes every LogRecord has; anything else came in through ``extra=``.
+_STANDARD_ATTRS: Final = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+_lock = threading.Lock()
+_secrets: tuple[str, ...] = ()
+
+
+def redact_url(url: object) -> str:
+    """Return ``str(url)`` with the value of every ``api_key`` query parameter replaced.
+
+    Examples
+    --------
+    >>> redact_url("https://api.example.com/v2/x?api_key=mc_test_123&rows=5")
+    'https://api.example.com/v2/x?api_key=REDACTED&rows=5'
+    """
+    return _API_KEY_PARAM.sub(rf"\g<1>{REDACTED}", str(url))
+
+
+def _variants(secret: str) -> set[str]:
+    return {v for v in (secret, quote(secret, safe=""), quote(secret)) if v}
+
+
+def redact(text: str, *secrets: str) -> str:
+    """Return ``text`` without any of ``secrets`` (also URL-encoded) or ``api_key=`` values.
+
+    Examples
+    --------
+    >>> redact("key mc_test_abc rejected (url ...?api_key=other)", "mc_test_abc")
+    'key REDACTED rejected (url ...?api_key=REDACTED)'
+    """
+    for secret in secrets:
+        for variant in sorted(_variants(secret), key=len, reverse=True):
+            text = text.replace(variant, REDACTED)
+    return redact_url(text)
+
+
+def mask(secret: str) -> str:
+    """Return a display form of a secret that shows at most its first four characters.
+
+    Examples
+    --------
+    >>> mask("mc_test_0123456789abcdef")
+    'mc_t…****'
+    >>> mask("short")
+    '****'
+    """
+    return f"{secret[:4]}…****" if len(secret) >= 12 else "****"
+
+
+def register_secret(secret: str) -> None:
+    """Scrub ``secret`` from every record of the redacting loggers from now on."""
+    global _secrets  # noqa: PLW0603 (one process-wide set of keys in use)
+    if not secret:
+        return
+    with _lock:
+        if secret not in _secrets:
+            _secrets = (*_secrets, secret)
+
+
+def registered_secrets() -> tuple[str, ...]:
+    """Return the secrets registered so far (for scrubbing text outside logging)."""
+    return _secrets
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that scrubs secrets from a record's message, extras and traceback.
+
+    Parameters
+    ----------
+    secrets
+        Extra secrets for this filter alone; registered secrets are always scrubbed.
+
+    Examples
+    --------
+    >>> record = logging.makeLogRecord({"msg": "GET %s", "args": ("/x?api_key=k1",)})
+    >>> RedactingFilter().filter(record), record.getMessage()
+    (True, 'GET /x?api_key=REDACTED')
+    """
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self._own = tuple(s for s in secrets if s)
+
+    def scrub(self, text: str) -> str:
+        """Return ``text`` with every known secret removed."""
+        return redact(text, *self._own, *_secrets)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Scrub ``record`` in place; never drops it."""
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string must not hide the record
+            message = f"{record.msg!r} % {record.args!r}"
+        record.msg, record.args = self.scrub(message), ()
+        if record.exc_info:
+            text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
+            record.exc_info, record.exc_text = None, self.scrub(text)
+        elif record.exc_text:
+            record.exc_text = self.scrub(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.scrub(record.stack_info)
+        for name, value in list(vars(record).items()):
+            if name not in _STANDARD_ATTRS and isinstance(value, str):
+                setattr(record, name, self.scrub(value))
+        return True
+
+
+_FILTER: Final = RedactingFilter()
+
+
+def _attach(logger: logging.Logger) -> logging.Logger:
+    if _FILTER not in logger.filters:
+        logger.addFilter(_FILTER)
+    return logger
+
+
+def install_log_redaction() -> None:
+    """Attach the redacting filter to the package's and its HTTP libraries' loggers."""
+    for name in _LOGGERS:
+        _attach(logging.getLogger(name))
+
+
+def get_logger(name: str) -> logging.Logger:
+    """Return ``logging.getLogger(name)`` with the redacting filter attached.
+
+    Examples
+    --------
+    >>> get_logger("mm_pipeline.example").filters[0].__class__.__name__
+    'RedactingFilter'
+    """
+    return _attach(logging.getLogger(name))
