@@ -7,7 +7,113 @@ from __future__ import annotations
 
 import importlib.metadata
 
-__all__ = ["__version__"]
+from mm_pipeline import _namespace, schemas, webhooks
+from mm_pipeline._batch import BatchClient, BatchDownloadWarning, BatchJob
+from mm_pipeline._client import MarketMatchClient, RequestStats, Session
+from mm_pipeline._exceptions import (
+    APIError,
+    AuthenticationError,
+    BatchError,
+    BatchJobFailed,
+    BatchTimeoutError,
+    ChecksumMismatchError,
+    ConfigurationError,
+    ConflictError,
+    DownloadError,
+    InvalidInputError,
+    InvalidRequestError,
+    MarketMatchError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    QuotaExhaustedError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+    UnprocessableError,
+    WebhookVerificationError,
+)
+from mm_pipeline._plan import Plan, plan
+from mm_pipeline._rank import arank_dealers, arank_vins, cross_pairs, rank_dealers, rank_vins
+from mm_pipeline._result import RankResult, RankStats
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "BatchClient",
+    "BatchDownloadWarning",
+    "BatchError",
+    "BatchJob",
+    "BatchJobFailed",
+    "BatchTimeoutError",
+    "ChecksumMismatchError",
+    "ConfigurationError",
+    "ConflictError",
+    "DownloadError",
+    "InvalidInputError",
+    "InvalidRequestError",
+    "MarketMatchClient",
+    "MarketMatchError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "Plan",
+    "QuotaExhaustedError",
+    "RankResult",
+    "RankStats",
+    "RateLimitError",
+    "RequestStats",
+    "ServerError",
+    "Session",
+    "TransportError",
+    "UnprocessableError",
+    "WebhookVerificationError",
+    "__version__",
+    "arank_dealers",
+    "arank_vins",
+    "cross_pairs",
+    "plan",
+    "rank_dealers",
+    "rank_vins",
+    "schemas",
+    "webhooks",
+]
+
+# Reprs, tracebacks and docs say ``mm_pipeline.MarketMatchClient``, as httpx does.
+for _public in (
+    BatchClient,
+    BatchDownloadWarning,
+    BatchJob,
+    MarketMatchClient,
+    RequestStats,
+    Session,
+    APIError,
+    AuthenticationError,
+    BatchError,
+    BatchJobFailed,
+    BatchTimeoutError,
+    ChecksumMismatchError,
+    ConfigurationError,
+    ConflictError,
+    DownloadError,
+    InvalidInputError,
+    InvalidRequestError,
+    MarketMatchError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    QuotaExhaustedError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+    UnprocessableError,
+    WebhookVerificationError,
+    Plan,
+    RankResult,
+    RankStats,
+):
+    _public.__module__ = "mm_pipeline"
+del _public, _namespace  # the namespace registers itself on import
 
 
 def __getattr__(name: str) -> str:

@@ -1,0 +1,61 @@
+"""``df.marketmatch``: the ranking functions as a polars namespace (DataFrame and LazyFrame).
+
+Registered when ``mm_pipeline`` is imported.
+
+Examples
+--------
+>>> import polars as pl
+>>> import mm_pipeline  # registers the namespace
+>>> pairs = pl.DataFrame({"vin": ["WP1BE2AY5PDA28064"], "price": [20000], "miles": [3000],
+...                       "source": ["mbofaugusta.com"], "zip": ["30907"]})
+>>> pairs.marketmatch.plan().requests
+1
+>>> pairs.lazy().marketmatch.plan(endpoint="vins").groups
+1
+"""
+
+from __future__ import annotations
+
+from typing import Unpack
+
+import polars as pl
+
+from mm_pipeline._plan import DEFAULT_RATE_LIMIT, Endpoint, Plan, plan
+from mm_pipeline._rank import DealersOptions, VinsOptions, rank_dealers, rank_vins
+from mm_pipeline._result import RankResult
+
+__all__ = ["MarketMatchNamespace"]
+
+
+@pl.api.register_dataframe_namespace("marketmatch")
+@pl.api.register_lazyframe_namespace("marketmatch")
+class MarketMatchNamespace:
+    """MarketMatch ranking of a pairs frame: ``frame.marketmatch.rank_dealers(...)`` etc."""
+
+    def __init__(self, frame: pl.DataFrame | pl.LazyFrame) -> None:
+        self._frame = frame
+
+    def rank_dealers(self, **options: Unpack[DealersOptions]) -> RankResult:
+        """Rank the dealers of every vehicle: :func:`mm_pipeline.rank_dealers` on this frame."""
+        return rank_dealers(self._frame, **options)
+
+    def rank_vins(self, **options: Unpack[VinsOptions]) -> RankResult:
+        """Rank the vehicles of every dealer: :func:`mm_pipeline.rank_vins` on this frame."""
+        return rank_vins(self._frame, **options)
+
+    def plan(
+        self,
+        *,
+        endpoint: Endpoint = "dealers",
+        exact_top_k: int | None = None,
+        chunk_size: int | None = None,
+        rate_limit: float = DEFAULT_RATE_LIMIT,
+    ) -> Plan:
+        """Count the requests a ranking would send: :func:`mm_pipeline.plan` on this frame."""
+        return plan(
+            self._frame,
+            endpoint=endpoint,
+            exact_top_k=exact_top_k,
+            chunk_size=chunk_size,
+            rate_limit=rate_limit,
+        )

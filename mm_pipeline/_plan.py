@@ -1,0 +1,310 @@
+"""Grouping, chunking and the request plan: what a ranking costs before anything is sent.
+
+A ranking call groups the pairs (by vehicle for ``/dealers/rank``, by dealer for ``/vins/rank``),
+splits every group into balanced chunks of at most ``chunk_size`` items, and -- for groups larger
+than one chunk -- runs re-ranking rounds over the top ``exact_top_k`` of every chunk until one
+request holds them all (see ``_exact``). The functions here are the single description of that
+arithmetic: the fan-out follows :func:`split_sizes`, and :func:`plan` counts with
+:func:`group_rounds`, so the plan is exactly what an error-free run sends.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal, cast
+
+import polars as pl
+
+from mm_pipeline._normalize import prepare
+
+__all__ = [
+    "DEFAULT_EXACT_TOP_K",
+    "DEFAULT_RATE_LIMIT",
+    "GROUP_KEYS",
+    "MAX_CHUNK",
+    "Endpoint",
+    "Plan",
+    "group_rounds",
+    "plan",
+    "plan_prepared",
+    "resolve_sizes",
+    "split_sizes",
+]
+
+Endpoint = Literal["dealers", "vins"]
+
+#: Published per-request limits: 100 dealers for one VIN, 20 VINs for one dealer.
+MAX_CHUNK: dict[Endpoint, int] = {"dealers": 100, "vins": 20}
+#: Ranks 1..K of every group are exact by default (capped at half a chunk).
+DEFAULT_EXACT_TOP_K = 10
+#: Requests per second assumed by :func:`plan` for its time estimate (MarketCheck's basic plan).
+DEFAULT_RATE_LIMIT = 5.0
+#: The columns that define one group (one ranking) per endpoint.
+GROUP_KEYS: dict[Endpoint, tuple[str, ...]] = {
+    "dealers": ("vin", "price", "miles"),
+    "vins": ("source", "zip", "mc_location_id"),
+}
+
+
+def resolve_sizes(
+    endpoint: Endpoint, *, chunk_size: int | None, exact_top_k: int | None
+) -> tuple[int, int]:
+    """Validate ``chunk_size`` and ``exact_top_k`` and fill in their defaults.
+
+    Parameters
+    ----------
+    endpoint
+        ``"dealers"`` (at most 100 items per request) or ``"vins"`` (at most 20).
+    chunk_size
+        Items per request; ``None`` means the published maximum. Never larger than it, at least 2.
+    exact_top_k
+        How many leading ranks of a multi-chunk group must be exact; ``None`` means
+        ``min(10, chunk_size // 2)``. At most ``chunk_size // 2`` so that every re-ranking round
+        at least halves the candidates.
+
+    Returns
+    -------
+    tuple[int, int]
+        ``(chunk_size, exact_top_k)``.
+
+    Examples
+    --------
+    >>> resolve_sizes("vins", chunk_size=None, exact_top_k=None)
+    (20, 10)
+    >>> resolve_sizes("dealers", chunk_size=8, exact_top_k=None)
+    (8, 4)
+    """
+    if endpoint not in MAX_CHUNK:
+        raise ValueError(f"endpoint must be 'dealers' or 'vins', got {endpoint!r}")
+    limit = MAX_CHUNK[endpoint]
+    size = limit if chunk_size is None else chunk_size
+    if isinstance(size, bool) or not isinstance(size, int) or not 2 <= size <= limit:
+        raise ValueError(
+            f"chunk_size for /{endpoint}/rank must be an integer from 2 to {limit}, got {size!r}"
+        )
+    top_k = min(DEFAULT_EXACT_TOP_K, size // 2) if exact_top_k is None else exact_top_k
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= size // 2:
+        raise ValueError(
+            f"exact_top_k must be an integer from 1 to chunk_size // 2 = {size // 2} "
+            f"(each re-ranking round keeps the top-K of every chunk), got {top_k!r}"
+        )
+    return size, top_k
+
+
+def split_sizes(n: int, chunk_size: int) -> list[int]:
+    """Split ``n`` items into the fewest balanced chunks of at most ``chunk_size``.
+
+    Balanced (sizes differ by at most one) so that no chunk is tiny: 101 items in chunks of 100
+    become 51 + 50, not 100 + 1.
+
+    Examples
+    --------
+    >>> split_sizes(101, 100)
+    [51, 50]
+    >>> split_sizes(0, 100)
+    []
+    """
+    if n <= 0:
+        return []
+    count = math.ceil(n / chunk_size)
+    base, extra = divmod(n, count)
+    return [base + 1] * extra + [base] * (count - extra)
+
+
+def group_rounds(n: int, chunk_size: int, exact_top_k: int) -> list[int]:
+    """Count the requests per round for one group of ``n`` items.
+
+    Round 1 ranks every chunk; each further round ranks the top ``exact_top_k`` of every chunk
+    of the round before, until a single request holds all candidates.
+
+    Examples
+    --------
+    >>> group_rounds(100, 100, 10)
+    [1]
+    >>> group_rounds(1000, 100, 10)
+    [10, 1]
+    >>> group_rounds(5000, 100, 10)
+    [50, 5, 1]
+    """
+    rounds: list[int] = []
+    remaining = n
+    while remaining > 0:
+        sizes = split_sizes(remaining, chunk_size)
+        rounds.append(len(sizes))
+        if len(sizes) == 1:
+            break
+        remaining = sum(min(exact_top_k, size) for size in sizes)
+    return rounds
+
+
+@dataclass(frozen=True, kw_only=True)
+class Plan:
+    """The cost of a ranking before it is run.
+
+    Attributes
+    ----------
+    endpoint
+        ``"dealers"`` or ``"vins"``.
+    rows, invalid_rows, duplicates_removed, conflicts
+        Input rows, rows that fail validation, exact duplicates (sent once), and rows that
+        conflict with another for the same VIN and dealer (``/vins/rank`` only).
+    pairs, groups, largest_group
+        Distinct valid pairs to send, the number of rankings they form, and the largest one.
+    chunk_size, exact_top_k
+        The resolved options.
+    requests_per_round
+        Requests in round 1, round 2, ... summed over all groups.
+    rate_limit
+        Requests per second assumed by :attr:`estimated_seconds`.
+    """
+
+    endpoint: Endpoint
+    rows: int
+    invalid_rows: int
+    duplicates_removed: int
+    conflicts: int
+    pairs: int
+    groups: int
+    largest_group: int
+    chunk_size: int
+    exact_top_k: int
+    requests_per_round: tuple[int, ...]
+    rate_limit: float
+
+    @property
+    def rounds(self) -> int:
+        """Number of rounds the deepest group needs (0 when there is nothing to send)."""
+        return len(self.requests_per_round)
+
+    @property
+    def requests(self) -> int:
+        """Total requests of an error-free run."""
+        return sum(self.requests_per_round)
+
+    @property
+    def rerank_requests(self) -> int:
+        """Requests spent on re-ranking rounds (beyond round 1)."""
+        return sum(self.requests_per_round[1:])
+
+    @property
+    def estimated_seconds(self) -> float:
+        """Lower bound on wall time at :attr:`rate_limit` requests per second."""
+        return self.requests / self.rate_limit
+
+    def __repr__(self) -> str:
+        rounds = " + ".join(f"{n:,}" for n in self.requests_per_round) or "0"
+        return "\n".join(
+            [
+                f"Plan(endpoint={self.endpoint!r}, chunk_size={self.chunk_size}, "
+                f"exact_top_k={self.exact_top_k})",
+                f"  input:    {self.rows:,} rows -> {self.pairs:,} distinct valid pairs "
+                f"({self.invalid_rows:,} invalid, {self.duplicates_removed:,} duplicates, "
+                f"{self.conflicts:,} conflicts)",
+                f"  groups:   {self.groups:,} (largest {self.largest_group:,} pairs)",
+                f"  requests: {self.requests:,} in {self.rounds} round(s) ({rounds}); "
+                f"{self.rerank_requests:,} for re-ranking",
+                f"  time:     >= {self.estimated_seconds:,.1f} s at {self.rate_limit:g} req/s",
+            ]
+        )
+
+
+def plan_prepared(
+    pairs: pl.DataFrame,
+    *,
+    endpoint: Endpoint,
+    chunk_size: int,
+    exact_top_k: int,
+    rate_limit: float = DEFAULT_RATE_LIMIT,
+    rows: int | None = None,
+    invalid_rows: int = 0,
+    duplicates_removed: int = 0,
+    conflicts: int = 0,
+) -> Plan:
+    """Plan already normalised, valid, distinct ``pairs`` (sizes already resolved)."""
+    if not rate_limit > 0:
+        raise ValueError(f"rate_limit must be positive, got {rate_limit!r}")
+    sizes = pairs.group_by(GROUP_KEYS[endpoint]).len().get_column("len")
+    per_round: list[int] = []
+    for size, count in sizes.value_counts().iter_rows():
+        for index, requests in enumerate(group_rounds(size, chunk_size, exact_top_k)):
+            if index == len(per_round):
+                per_round.append(0)
+            per_round[index] += requests * count
+    return Plan(
+        endpoint=endpoint,
+        rows=pairs.height if rows is None else rows,
+        invalid_rows=invalid_rows,
+        duplicates_removed=duplicates_removed,
+        conflicts=conflicts,
+        pairs=pairs.height,
+        groups=sizes.len(),
+        largest_group=cast(int, sizes.max() or 0),
+        chunk_size=chunk_size,
+        exact_top_k=exact_top_k,
+        requests_per_round=tuple(per_round),
+        rate_limit=rate_limit,
+    )
+
+
+def plan(
+    pairs: pl.DataFrame | pl.LazyFrame,
+    *,
+    endpoint: Endpoint = "dealers",
+    exact_top_k: int | None = None,
+    chunk_size: int | None = None,
+    rate_limit: float = DEFAULT_RATE_LIMIT,
+) -> Plan:
+    """Count the requests a ranking would send, without sending anything.
+
+    The pairs are normalised and validated as :func:`mm_pipeline.rank_dealers` would (invalid
+    rows are counted, not raised), exact duplicates are counted once, and every group is planned
+    with the same chunking and re-ranking rounds as the real run. Requests re-sent after a 422
+    or a retry are not foreseeable and not counted.
+
+    Parameters
+    ----------
+    pairs
+        Vehicle-dealer pairs (``vin``, ``price``, ``miles``, ``source``, optional ``zip`` and
+        ``mc_location_id``).
+    endpoint
+        ``"dealers"`` to rank the dealers of each vehicle, ``"vins"`` for the vehicles of each
+        dealer.
+    exact_top_k, chunk_size
+        As for the ranking functions (see :func:`resolve_sizes`).
+    rate_limit
+        Requests per second for the time estimate.
+
+    Returns
+    -------
+    Plan
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> import mm_pipeline as mm
+    >>> vehicles = pl.DataFrame({"vin": ["WP1BE2AY5PDA28064"], "price": [20000], "miles": [3000]})
+    >>> dealers = pl.DataFrame({"source": [f"dealer{i}.com" for i in range(250)]})
+    >>> p = mm.plan(mm.cross_pairs(vehicles, dealers), exact_top_k=10)
+    >>> p.requests_per_round, p.requests
+    ((3, 1), 4)
+    >>> print(p)  # doctest: +NORMALIZE_WHITESPACE
+    Plan(endpoint='dealers', chunk_size=100, exact_top_k=10)
+      input:    250 rows -> 250 distinct valid pairs (0 invalid, 0 duplicates, 0 conflicts)
+      groups:   1 (largest 250 pairs)
+      requests: 4 in 2 round(s) (3 + 1); 1 for re-ranking
+      time:     >= 0.8 s at 5 req/s
+    """
+    size, top_k = resolve_sizes(endpoint, chunk_size=chunk_size, exact_top_k=exact_top_k)
+    prepared = prepare(pairs, endpoint=endpoint, on_invalid="fail")
+    return plan_prepared(
+        prepared.pairs,
+        endpoint=endpoint,
+        chunk_size=size,
+        exact_top_k=top_k,
+        rate_limit=rate_limit,
+        rows=prepared.rows,
+        invalid_rows=prepared.invalid_rows,
+        duplicates_removed=prepared.duplicates_removed,
+        conflicts=prepared.conflicts,
+    )

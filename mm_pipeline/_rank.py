@@ -1,0 +1,495 @@
+"""The public ranking functions: rank_dealers, rank_vins, their async twins, cross_pairs.
+
+One call: normalise and validate the pairs (``_normalize``), drop exact duplicates, plan
+(``_plan``), then route the distinct valid pairs -- online (``_fanout`` + ``_exact``) or, for
+``rank_dealers`` with ``mode="batch"``/``"auto"``, through batch jobs (``_batch_route``) -- and
+return typed frames in a :class:`~mm_pipeline.RankResult`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Literal, TypedDict, overload
+
+import polars as pl
+
+from mm_pipeline._batch_route import (
+    BATCH_THRESHOLD_REQUESTS,
+    DEFAULT_POLL_TIMEOUT,
+    BatchOptions,
+    BatchOutcome,
+    rank_pairs_batch,
+)
+from mm_pipeline._client import MarketMatchClient, Session
+from mm_pipeline._exceptions import InvalidInputError
+from mm_pipeline._fanout import OnlineOutcome, OnRequestFailed, rank_online
+from mm_pipeline._frames import (
+    FAILED_SCHEMA,
+    FAILED_WITH_ROW,
+    PAIR_COLUMNS,
+    RANKED_SCHEMA,
+    RANKED_WITH_ROW,
+    ROW,
+)
+from mm_pipeline._normalize import OnInvalid, Prepared, prepare
+from mm_pipeline._plan import GROUP_KEYS, Endpoint, Plan, plan_prepared, resolve_sizes
+from mm_pipeline._result import RankResult, RankStats
+from mm_pipeline._sync import run_sync
+
+__all__ = [
+    "DealersOptions",
+    "Mode",
+    "VinsOptions",
+    "arank_dealers",
+    "arank_vins",
+    "cross_pairs",
+    "rank_dealers",
+    "rank_vins",
+]
+
+Mode = Literal["online", "batch", "auto"]
+Frame = pl.DataFrame | pl.LazyFrame
+
+
+class VinsOptions(TypedDict, total=False):
+    """Keyword options of :func:`rank_vins` (and of ``rank_dealers``, which adds more)."""
+
+    client: MarketMatchClient | None
+    exact_top_k: int | None
+    chunk_size: int | None
+    on_invalid: OnInvalid
+    on_request_failed: OnRequestFailed
+    progress: bool | None
+
+
+class DealersOptions(VinsOptions, total=False):
+    """Keyword options of :func:`rank_dealers`."""
+
+    mode: Mode
+    client_reference: str | None
+    webhook_url: str | None
+    webhook_secret: str | None
+    poll_timeout: float
+    cache_dir: str | Path | None
+    on_job_failed: Literal["raise", "fail"]
+
+
+def _empty_outcome() -> OnlineOutcome:
+    return OnlineOutcome(
+        ranked=pl.DataFrame(schema=RANKED_WITH_ROW), failed=pl.DataFrame(schema=FAILED_WITH_ROW)
+    )
+
+
+def _split_for_batch(pairs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Whole vehicles whose every dealer has a zip go to batch; the others stay online."""
+    all_zip = pl.col("zip").is_not_null().all().over(GROUP_KEYS["dealers"])
+    marked = pairs.with_columns(_batch=all_zip)
+    return (
+        marked.filter(~pl.col("_batch")).drop("_batch"),
+        marked.filter(pl.col("_batch")).drop("_batch"),
+    )
+
+
+async def _run_batch(
+    pairs: pl.DataFrame,
+    *,
+    session: Session,
+    progress: bool | None,
+    options: DealersOptions,
+) -> BatchOutcome:
+    cache_dir = options.get("cache_dir")
+    batch_options = BatchOptions(
+        client_reference=options.get("client_reference"),
+        webhook_url=options.get("webhook_url"),
+        webhook_secret=options.get("webhook_secret"),
+        poll_timeout=options.get("poll_timeout", DEFAULT_POLL_TIMEOUT),
+        cache_dir=Path(cache_dir) if cache_dir is not None else None,
+        on_job_failed=options.get("on_job_failed", "raise"),
+    )
+    return await rank_pairs_batch(pairs, session=session, options=batch_options, progress=progress)
+
+
+def _in_group_order(ranked: pl.DataFrame, endpoint: Endpoint) -> pl.DataFrame:
+    keys = list(GROUP_KEYS[endpoint])
+    first = ranked.group_by(keys).agg(pl.col(ROW).min().alias("_group"))
+    return (
+        ranked.join(first, on=keys, how="left", nulls_equal=True)
+        .sort("_group", "vin_rank")
+        .drop("_group")
+    )
+
+
+async def _arank(
+    pairs: Frame, *, endpoint: Endpoint, mode: Mode, options: DealersOptions
+) -> RankResult:
+    started = time.monotonic()
+    if mode not in ("online", "batch", "auto"):
+        raise ValueError(f"mode must be 'online', 'batch' or 'auto', got {mode!r}")
+    chunk_size, exact_top_k = resolve_sizes(
+        endpoint, chunk_size=options.get("chunk_size"), exact_top_k=options.get("exact_top_k")
+    )
+    on_request_failed = options.get("on_request_failed", "raise")
+    if on_request_failed not in ("raise", "fail"):
+        raise ValueError(f"on_request_failed must be 'raise' or 'fail', got {on_request_failed!r}")
+    prepared = prepare(pairs, endpoint=endpoint, on_invalid=options.get("on_invalid", "raise"))
+    plan = plan_prepared(
+        prepared.pairs, endpoint=endpoint, chunk_size=chunk_size, exact_top_k=exact_top_k
+    )
+    online_pairs, batch_pairs, online_plan = prepared.pairs, prepared.pairs.clear(), plan
+    use_batch = mode == "batch" or (mode == "auto" and plan.requests > BATCH_THRESHOLD_REQUESTS)
+    if endpoint == "dealers" and use_batch:
+        online_pairs, batch_pairs = _split_for_batch(prepared.pairs)
+        online_plan = plan_prepared(
+            online_pairs, endpoint=endpoint, chunk_size=chunk_size, exact_top_k=exact_top_k
+        )
+    client = options.get("client") or MarketMatchClient()
+    progress = options.get("progress")
+    online = _empty_outcome()
+    batch: BatchOutcome | None = None
+    async with client.session() as session:
+        if online_pairs.height:
+            online = await rank_online(
+                online_pairs,
+                endpoint=endpoint,
+                session=session,
+                chunk_size=chunk_size,
+                exact_top_k=exact_top_k,
+                concurrency=2 * client.max_concurrency,
+                on_request_failed=on_request_failed,
+                progress=progress,
+                planned_requests=online_plan.requests,
+            )
+        if batch_pairs.height:
+            batch = await _run_batch(
+                batch_pairs, session=session, progress=progress, options=options
+            )
+        http = session.stats
+    return _result(
+        prepared,
+        online,
+        batch,
+        endpoint=endpoint,
+        plan=plan,
+        requests=(http.requests, http.retries, http.rate_limited),
+        started=started,
+    )
+
+
+def _result(
+    prepared: Prepared,
+    online: OnlineOutcome,
+    batch: BatchOutcome | None,
+    *,
+    endpoint: Endpoint,
+    plan: Plan,
+    requests: tuple[int, int, int],
+    started: float,
+) -> RankResult:
+    ranked_parts = [online.ranked.select(*RANKED_SCHEMA.names(), ROW)]
+    failed_parts = [prepared.failed, online.failed.select(*FAILED_SCHEMA.names(), ROW)]
+    if batch is not None:
+        ranked_parts.append(batch.ranked.select(*RANKED_SCHEMA.names(), ROW))
+        failed_parts.append(batch.failed.select(*FAILED_SCHEMA.names(), ROW))
+    ranked = pl.concat(ranked_parts)
+    if batch is not None:
+        ranked = _in_group_order(ranked, endpoint)
+    failed = pl.concat(failed_parts).sort(ROW, maintain_order=True)
+    sent_online = online.ranked.height + online.failed.height > 0
+    mode = "batch" if batch is not None else "online"
+    if batch is not None and sent_online:
+        mode = "online+batch"
+    stats = RankStats(
+        endpoint=endpoint,
+        mode=mode,
+        rows=prepared.rows,
+        invalid_rows=prepared.invalid_rows,
+        duplicates_removed=prepared.duplicates_removed,
+        conflicts=prepared.conflicts
+        + (batch.notes.get("batch_duplicate_vin_dealer_rows", 0) if batch is not None else 0),
+        pairs=prepared.pairs.height,
+        groups=plan.groups,
+        ranked=ranked.height,
+        failed=failed.height,
+        requests=requests[0],
+        retries=requests[1],
+        rate_limited=requests[2],
+        rerank_rounds=online.counters.rerank_rounds,
+        rerank_requests=online.counters.rerank_requests,
+        resent_after_422=online.counters.resent_after_422,
+        consistency_violations=online.counters.consistency_violations,
+        unmatched_answers=online.counters.unmatched_answers,
+        chunk_size=plan.chunk_size,
+        exact_top_k=plan.exact_top_k,
+        elapsed=time.monotonic() - started,
+        batch_job_ids=batch.job_ids if batch is not None else (),
+    )
+    return RankResult(
+        ranked=ranked.drop(ROW).cast(RANKED_SCHEMA),
+        failed=failed.drop(ROW).cast(FAILED_SCHEMA),
+        stats=stats,
+    )
+
+
+async def arank_dealers(
+    pairs: Frame,
+    *,
+    client: MarketMatchClient | None = None,
+    mode: Mode = "auto",
+    exact_top_k: int | None = None,
+    chunk_size: int | None = None,
+    on_invalid: OnInvalid = "raise",
+    on_request_failed: OnRequestFailed = "raise",
+    progress: bool | None = None,
+    client_reference: str | None = None,
+    webhook_url: str | None = None,
+    webhook_secret: str | None = None,
+    poll_timeout: float = DEFAULT_POLL_TIMEOUT,
+    cache_dir: str | Path | None = None,
+    on_job_failed: Literal["raise", "fail"] = "raise",
+) -> RankResult:
+    """Rank the dealers of every vehicle (async :func:`rank_dealers`; same parameters)."""
+    options = DealersOptions(
+        client=client,
+        exact_top_k=exact_top_k,
+        chunk_size=chunk_size,
+        on_invalid=on_invalid,
+        on_request_failed=on_request_failed,
+        progress=progress,
+        client_reference=client_reference,
+        webhook_url=webhook_url,
+        webhook_secret=webhook_secret,
+        poll_timeout=poll_timeout,
+        cache_dir=cache_dir,
+        on_job_failed=on_job_failed,
+    )
+    return await _arank(pairs, endpoint="dealers", mode=mode, options=options)
+
+
+def rank_dealers(
+    pairs: Frame,
+    *,
+    client: MarketMatchClient | None = None,
+    mode: Mode = "auto",
+    exact_top_k: int | None = None,
+    chunk_size: int | None = None,
+    on_invalid: OnInvalid = "raise",
+    on_request_failed: OnRequestFailed = "raise",
+    progress: bool | None = None,
+    client_reference: str | None = None,
+    webhook_url: str | None = None,
+    webhook_secret: str | None = None,
+    poll_timeout: float = DEFAULT_POLL_TIMEOUT,
+    cache_dir: str | Path | None = None,
+    on_job_failed: Literal["raise", "fail"] = "raise",
+) -> RankResult:
+    """Rank the dealers of every vehicle (``/dealers/rank``).
+
+    Pairs are grouped by vehicle (``vin``, ``price``, ``miles``: the same VIN at two prices is
+    two vehicles, ranked separately); each group's dealers are ranked 1..N.
+
+    Parameters
+    ----------
+    pairs
+        polars DataFrame or LazyFrame with ``vin``, ``price``, ``miles``, ``source`` and
+        optional ``zip``, ``mc_location_id`` (per row: a single-location dealer needs
+        neither). Values are normalised first (VIN upper-cased, ``source`` reduced to its
+        host, ``2134`` -> ``"02134"``, ``20000.0`` -> ``20000``; see
+        :mod:`mm_pipeline._normalize`); extra columns are ignored.
+    client
+        A :class:`~mm_pipeline.MarketMatchClient`; default: one from the environment
+        (``MARKETCHECK_API_KEY``, ``MARKETCHECK_BASE_URL``).
+    mode
+        ``"online"`` (the rank endpoints), ``"batch"`` (batch jobs for every vehicle whose
+        dealers all have a ``zip``; the others online) or ``"auto"`` (batch when the online
+        plan needs more than 2,000 requests).
+    exact_top_k
+        For groups larger than one request: ranks 1..K are made exact with re-ranking rounds
+        (``rank_exact`` true); ranks beyond K follow the documented order of
+        :mod:`mm_pipeline._exact` (``rank_exact`` false). Default ``min(10, chunk_size // 2)``;
+        at most ``chunk_size // 2``. Groups that fit one request are exact throughout.
+    chunk_size
+        Dealers per request: 2..100, default 100.
+    on_invalid
+        ``"raise"``: invalid rows raise :class:`~mm_pipeline.InvalidInputError` listing them
+        (row, column, check, value) before anything is sent; ``"fail"``: they go to
+        ``failed`` with ``error_code="invalid_input"``. Missing columns always raise.
+    on_request_failed
+        A request that still fails after the client's retries: ``"raise"`` stops the run and
+        raises that error (noting the groups and pairs affected; no partial result);
+        ``"fail"`` puts the whole group in ``failed`` (``ranking_failed``) and goes on.
+    progress
+        Progress bar over requests: ``None`` shows it in terminals and notebooks only.
+    client_reference, webhook_url, webhook_secret, poll_timeout, cache_dir, on_job_failed
+        Batch route options (see :class:`~mm_pipeline.BatchClient`).
+
+    Returns
+    -------
+    RankResult
+        ``ranked`` (:class:`~mm_pipeline.schemas.RankedMatch`), ``failed``
+        (:class:`~mm_pipeline.schemas.FailedMatch`) and ``stats``. Every distinct valid pair
+        is in exactly one of them; exact duplicate rows are sent once, appear once and are
+        counted in ``stats.duplicates_removed``.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> import mm_pipeline as mm
+    >>> from mm_pipeline.sandbox import running
+    >>> pairs = pl.DataFrame({
+    ...     "vin": ["WP1BE2AY5PDA28064"] * 3, "price": [20000] * 3, "miles": [3000] * 3,
+    ...     "source": ["mbofaugusta.com", "acceleride.mbofaugusta.com",
+    ...                "acceleride.esterobaychevrolet.com"],
+    ...     "zip": ["30907", "30907", "33928"]})
+    >>> with running() as sandbox:
+    ...     client = mm.MarketMatchClient(sandbox.api_key, sandbox.base_url)
+    ...     result = mm.rank_dealers(pairs, client=client, mode="online", progress=False)
+    >>> result.ranked.get_column("vin_rank").to_list()
+    [1, 2, 3]
+    >>> result.ranked.get_column("rank_exact").all(), result.failed.height
+    (True, 0)
+    """
+    return run_sync(
+        lambda: arank_dealers(
+            pairs,
+            client=client,
+            mode=mode,
+            exact_top_k=exact_top_k,
+            chunk_size=chunk_size,
+            on_invalid=on_invalid,
+            on_request_failed=on_request_failed,
+            progress=progress,
+            client_reference=client_reference,
+            webhook_url=webhook_url,
+            webhook_secret=webhook_secret,
+            poll_timeout=poll_timeout,
+            cache_dir=cache_dir,
+            on_job_failed=on_job_failed,
+        )
+    )
+
+
+async def arank_vins(
+    pairs: Frame,
+    *,
+    client: MarketMatchClient | None = None,
+    exact_top_k: int | None = None,
+    chunk_size: int | None = None,
+    on_invalid: OnInvalid = "raise",
+    on_request_failed: OnRequestFailed = "raise",
+    progress: bool | None = None,
+) -> RankResult:
+    """Rank the vehicles of every dealer (async :func:`rank_vins`; same parameters)."""
+    options = DealersOptions(
+        client=client,
+        exact_top_k=exact_top_k,
+        chunk_size=chunk_size,
+        on_invalid=on_invalid,
+        on_request_failed=on_request_failed,
+        progress=progress,
+    )
+    return await _arank(pairs, endpoint="vins", mode="online", options=options)
+
+
+def rank_vins(
+    pairs: Frame,
+    *,
+    client: MarketMatchClient | None = None,
+    exact_top_k: int | None = None,
+    chunk_size: int | None = None,
+    on_invalid: OnInvalid = "raise",
+    on_request_failed: OnRequestFailed = "raise",
+    progress: bool | None = None,
+) -> RankResult:
+    """Rank the vehicles of every dealer (``/vins/rank``), always online.
+
+    Pairs are grouped by dealer as given (``source``, ``zip``, ``mc_location_id``: the same
+    rooftop named once by zip and once by id is two groups); each group's vehicles are ranked
+    1..N. A VIN given twice for one dealer with different price/miles keeps its first row; the
+    others go to ``failed`` as ``duplicate_conflict``. Parameters and result as for
+    :func:`rank_dealers`, except ``chunk_size`` (VINs per request) is 2..20, default 20, and
+    ``exact_top_k`` defaults to 10.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> import mm_pipeline as mm
+    >>> from mm_pipeline.sandbox import running
+    >>> pairs = pl.DataFrame({
+    ...     "vin": ["5FNYF8H54SB000197", "JTJBM7FX1K5236458", "YV4L12RL4R1757085"],
+    ...     "price": [37610, 35087, 33085], "miles": [14428, 73788, 45490],
+    ...     "source": ["mbofaugusta.com"] * 3, "zip": ["30907"] * 3})
+    >>> with running() as sandbox:
+    ...     client = mm.MarketMatchClient(sandbox.api_key, sandbox.base_url)
+    ...     result = mm.rank_vins(pairs, client=client, progress=False)
+    >>> sorted(result.ranked.get_column("vin_rank").to_list())
+    [1, 2, 3]
+    """
+    return run_sync(
+        lambda: arank_vins(
+            pairs,
+            client=client,
+            exact_top_k=exact_top_k,
+            chunk_size=chunk_size,
+            on_invalid=on_invalid,
+            on_request_failed=on_request_failed,
+            progress=progress,
+        )
+    )
+
+
+@overload
+def cross_pairs(vehicles: pl.DataFrame, dealers: pl.DataFrame) -> pl.DataFrame: ...
+@overload
+def cross_pairs(vehicles: pl.LazyFrame, dealers: Frame) -> pl.LazyFrame: ...
+@overload
+def cross_pairs(vehicles: Frame, dealers: pl.LazyFrame) -> pl.LazyFrame: ...
+def cross_pairs(vehicles: Frame, dealers: Frame) -> Frame:
+    """Pair every vehicle with every dealer (a cross join), as a pairs frame.
+
+    Parameters
+    ----------
+    vehicles
+        ``vin``, ``price``, ``miles`` (other columns are ignored).
+    dealers
+        ``source`` and optional ``zip``, ``mc_location_id`` (other columns are ignored).
+
+    Returns
+    -------
+    pl.DataFrame or pl.LazyFrame
+        The six pair columns, vehicle by vehicle; lazy if either input is lazy.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> vehicles = pl.DataFrame({"vin": ["WP1BE2AY5PDA28064"], "price": [20000], "miles": [3000]})
+    >>> dealers = pl.DataFrame({"source": ["a.com", "b.com"], "zip": ["30907", None]})
+    >>> cross_pairs(vehicles, dealers).columns
+    ['vin', 'price', 'miles', 'source', 'zip', 'mc_location_id']
+    >>> cross_pairs(vehicles, dealers).height
+    2
+    """
+    lazy = isinstance(vehicles, pl.LazyFrame) or isinstance(dealers, pl.LazyFrame)
+    parts = []
+    for name, frame, required in (
+        ("vehicles", vehicles, ("vin", "price", "miles")),
+        ("dealers", dealers, ("source",)),
+    ):
+        columns = frame.collect_schema().names()
+        missing = [column for column in required if column not in columns]
+        if missing:
+            raise InvalidInputError(
+                f"{name} is missing column(s) {', '.join(missing)}; got {', '.join(columns)}"
+            )
+        parts.append((frame.lazy(), columns))
+    (vehicle_frame, _), (dealer_frame, dealer_columns) = parts
+    dealer_frame = dealer_frame.select(
+        "source",
+        *(
+            pl.col(c) if c in dealer_columns else pl.lit(None, pl.String).alias(c)
+            for c in ("zip", "mc_location_id")
+        ),
+    )
+    joined = vehicle_frame.select("vin", "price", "miles").join(dealer_frame, how="cross")
+    joined = joined.select(PAIR_COLUMNS)
+    return joined if lazy else joined.collect()

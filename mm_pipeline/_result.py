@@ -1,0 +1,156 @@
+"""What a ranking call returns: :class:`RankResult` (frames + :class:`RankStats`)."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import asdict, dataclass, field
+
+import polars as pl
+
+__all__ = ["RankResult", "RankStats"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RankStats:
+    """Counters of one ranking call.
+
+    Attributes
+    ----------
+    endpoint
+        ``"dealers"`` or ``"vins"``.
+    mode
+        ``"online"``, ``"batch"``, or ``"online+batch"`` when both routes were used.
+    rows, invalid_rows, duplicates_removed, conflicts
+        Input rows; rows that failed validation; exact duplicate pairs sent once; rows that
+        conflict with another for the same VIN and dealer (``duplicate_conflict``).
+    pairs, groups
+        Distinct valid pairs sent, and the rankings (groups) they form.
+    ranked, failed
+        Rows of ``RankResult.ranked`` and ``RankResult.failed``.
+    requests, retries, rate_limited
+        HTTP attempts (retries included), retried attempts, and 429 answers.
+    rerank_rounds, rerank_requests
+        Re-ranking rounds of the deepest group (0 when every group fitted one request) and the
+        requests they took in total.
+    resent_after_422
+        Chunks sent again after a 422 named some of their items.
+    consistency_violations
+        Contradictions seen in the API's answers (a pair scored differently in two requests,
+        a chunk's relative order not holding in a later round, a ranked pair failing later).
+    unmatched_answers
+        Answer items that matched no pair of their request (ignored).
+    chunk_size, exact_top_k
+        The sizes used.
+    elapsed
+        Seconds for the whole call.
+    batch_job_ids
+        Batch jobs used (``mode`` includes ``"batch"``).
+    """
+
+    endpoint: str
+    mode: str
+    rows: int = 0
+    invalid_rows: int = 0
+    duplicates_removed: int = 0
+    conflicts: int = 0
+    pairs: int = 0
+    groups: int = 0
+    ranked: int = 0
+    failed: int = 0
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    rerank_rounds: int = 0
+    rerank_requests: int = 0
+    resent_after_422: int = 0
+    consistency_violations: int = 0
+    unmatched_answers: int = 0
+    chunk_size: int = 0
+    exact_top_k: int = 0
+    elapsed: float = 0.0
+    batch_job_ids: tuple[str, ...] = field(default=())
+
+    def as_dict(self) -> dict[str, object]:
+        """Return the counters as a plain dict (e.g. for Dagster metadata or logging)."""
+        return asdict(self)
+
+
+def _failure_summary(failed: pl.DataFrame) -> str:
+    if failed.is_empty():
+        return "none"
+    counts = (
+        failed.group_by("error_code").len().sort(["len", "error_code"], descending=[True, False])
+    )
+    return ", ".join(f"{code} {count:,}" for code, count in counts.iter_rows())
+
+
+@dataclass(frozen=True, kw_only=True)
+class RankResult:
+    """The outcome of a ranking call.
+
+    Every distinct valid input pair is in exactly one of ``ranked`` and ``failed``; with
+    ``on_invalid="fail"`` so is every invalid input row.
+
+    Attributes
+    ----------
+    ranked
+        Ranked pairs, schema :class:`mm_pipeline.schemas.RankedMatch`, sorted by group (in
+        order of first appearance in the input), then ``vin_rank``.
+    failed
+        Pairs not ranked, schema :class:`mm_pipeline.schemas.FailedMatch`, in input order.
+    stats
+        :class:`RankStats`.
+    """
+
+    ranked: pl.DataFrame
+    failed: pl.DataFrame
+    stats: RankStats
+
+    def _lines(self) -> list[tuple[str, str]]:
+        s = self.stats
+        exact = self.ranked.get_column("rank_exact").sum() if self.ranked.height else 0
+        return [
+            ("ranked", f"{s.ranked:,} pairs in {s.groups:,} groups ({exact:,} ranks exact)"),
+            ("failed", f"{s.failed:,} pairs ({_failure_summary(self.failed)})"),
+            (
+                "input",
+                f"{s.rows:,} rows: {s.invalid_rows:,} invalid, {s.duplicates_removed:,} "
+                f"duplicates removed, {s.conflicts:,} conflicts",
+            ),
+            (
+                "requests",
+                f"{s.requests:,} ({s.retries:,} retries, {s.rate_limited:,} rate-limited, "
+                f"{s.resent_after_422:,} re-sent after 422); re-ranking: {s.rerank_rounds} "
+                f"round(s), {s.rerank_requests:,} requests",
+            ),
+            (
+                "checks",
+                f"{s.consistency_violations:,} consistency violations, "
+                f"{s.unmatched_answers:,} unmatched answers",
+            ),
+            ("elapsed", f"{s.elapsed:.2f} s"),
+        ]
+
+    def __repr__(self) -> str:
+        s = self.stats
+        head = (
+            f"RankResult(endpoint={s.endpoint!r}, mode={s.mode!r}, chunk_size={s.chunk_size}, "
+            f"exact_top_k={s.exact_top_k})"
+        )
+        if s.batch_job_ids:
+            head += f" jobs={list(s.batch_job_ids)}"
+        return "\n".join([head, *(f"  {name + ':':<9} {text}" for name, text in self._lines())])
+
+    def _repr_html_(self) -> str:
+        s = self.stats
+        rows = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(name)}</th>"
+            f"<td style='text-align:left'>{html.escape(text)}</td></tr>"
+            for name, text in self._lines()
+        )
+        title = html.escape(f"RankResult · {s.endpoint} · {s.mode}")
+        preview = self.ranked.head(5)._repr_html_()
+        return (
+            f"<div><strong>{title}</strong><table>{rows}</table>"
+            f"<details><summary>ranked (first 5 rows)</summary>{preview}</details></div>"
+        )

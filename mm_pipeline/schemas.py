@@ -1,0 +1,121 @@
+"""Public pandera models (polars backend) of the frames mm_pipeline reads and returns.
+
+- :class:`PairsInput`: vehicle-dealer pairs *after* normalisation (see
+  :func:`mm_pipeline.rank_dealers` for what is normalised); the ranking functions validate every
+  input row against it.
+- :class:`RankedMatch`: ``RankResult.ranked``.
+- :class:`FailedMatch`: ``RankResult.failed``.
+
+Validate eager frames: on a LazyFrame pandera checks only column names and dtypes.
+
+Examples
+--------
+>>> import polars as pl
+>>> from mm_pipeline.schemas import PairsInput
+>>> pairs = pl.DataFrame(
+...     {"vin": ["WP1BE2AY5PDA28064"], "price": [20000], "miles": [3000],
+...      "source": ["mbofaugusta.com"], "zip": ["30907"], "mc_location_id": [None]},
+...     schema_overrides={"mc_location_id": pl.String},
+... )
+>>> PairsInput.validate(pairs).height
+1
+"""
+
+from __future__ import annotations
+
+import pandera.polars as pa
+import polars as pl
+from pandera.api.polars.types import PolarsData
+
+from mm_pipeline._vin import VIN_ALPHABET, vin_is_valid
+
+__all__ = ["FailedMatch", "PairsInput", "RankedMatch"]
+
+_VIN_CHARACTERS = rf"^[{VIN_ALPHABET}]*$"
+
+
+class _Frame(pa.DataFrameModel):
+    """Shared configuration: exactly the declared columns, dtypes as declared (no coercion)."""
+
+    class Config:
+        """pandera options shared by every model."""
+
+        strict = True
+        coerce = False
+
+
+class PairsInput(_Frame):
+    """Normalised vehicle-dealer pairs, as sent to the API.
+
+    ``zip`` and ``mc_location_id`` are optional per row: a single-location dealer needs
+    neither, a multi-location dealer one of them (the API answers 422 otherwise).
+    """
+
+    vin: str = pa.Field(str_length={"min_value": 17, "max_value": 17}, str_matches=_VIN_CHARACTERS)
+    price: pl.Int64 = pa.Field(gt=0)
+    miles: pl.Int64 = pa.Field(ge=0)
+    source: str = pa.Field(str_matches=r"^[^\s/]+$")
+    zip: str = pa.Field(nullable=True, str_matches=r"^\d{5}$")
+    mc_location_id: str = pa.Field(nullable=True)
+
+    @pa.check("vin", name="vin_check_digit")
+    @classmethod
+    def _vin_check_digit(cls, data: PolarsData) -> pl.LazyFrame:
+        """Check the 9th character, the check digit (of 17 VIN-alphabet characters only)."""
+        vin = pl.col(data.key)
+        judged = vin.str.contains(rf"^[{VIN_ALPHABET}]{{17}}$")
+        return data.lazyframe.select(~judged | vin_is_valid(vin))
+
+
+class RankedMatch(_Frame):
+    """One ranked pair (``RankResult.ranked``).
+
+    ``vin_rank`` runs 1..N within each group (the vehicle for ``rank_dealers``, the dealer for
+    ``rank_vins``), over the whole group; ``rank_exact`` says whether that rank is certain to be
+    the rank the API would give in one request holding the whole group. ``zip`` and
+    ``mc_location_id`` are as given, filled in from the API's answer where the input had none.
+    """
+
+    vin: str
+    price: pl.Int64 = pa.Field(gt=0)
+    miles: pl.Int64 = pa.Field(ge=0)
+    source: str
+    zip: str = pa.Field(nullable=True)
+    mc_location_id: str = pa.Field(nullable=True)
+    vin_score: pl.Float64
+    dealer_ymm_score: pl.Float64
+    vin_rank: pl.UInt32 = pa.Field(ge=1)
+    rank_exact: pl.Boolean
+
+
+class FailedMatch(_Frame):
+    """One pair that was not ranked (``RankResult.failed``), with the reason.
+
+    The six pair columns hold the normalised input (null where a value could not be read, e.g. a
+    price of ``"abc"``; the message quotes the original). ``error_code`` is one of
+    ``invalid_input``, ``vin_decode_failed``, ``dealer_not_found``,
+    ``multi_location_requires_zip``, ``duplicate_conflict``, ``batch_job_failed``,
+    ``ranking_failed``, or a code carried by a batch result file.
+    """
+
+    vin: str = pa.Field(nullable=True)
+    price: pl.Int64 = pa.Field(nullable=True)
+    miles: pl.Int64 = pa.Field(nullable=True)
+    source: str = pa.Field(nullable=True)
+    zip: str = pa.Field(nullable=True)
+    mc_location_id: str = pa.Field(nullable=True)
+    vin_score: pl.Float64 = pa.Field(nullable=True)
+    dealer_ymm_score: pl.Float64 = pa.Field(nullable=True)
+    vin_rank: pl.UInt32 = pa.Field(nullable=True)
+    error_code: str = pa.Field(str_matches=r"^[a-z][a-z0-9_]*$")
+    error_message: str
+
+    @pa.dataframe_check(name="scores_null")
+    @classmethod
+    def _scores_null(cls, data: PolarsData) -> pl.LazyFrame:
+        """Check that a failed pair carries no score and no rank."""
+        return data.lazyframe.select(
+            pl.col("vin_score").is_null()
+            & pl.col("dealer_ymm_score").is_null()
+            & pl.col("vin_rank").is_null()
+        )
