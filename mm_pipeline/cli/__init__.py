@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import click
 
+from mm_pipeline.cli._batch import batch
+from mm_pipeline.cli._rank import rank
+from mm_pipeline.cli._sandbox import sandbox
+
 __all__ = ["cli", "main"]
 
 
@@ -14,6 +18,11 @@ __all__ = ["cli", "main"]
 @click.version_option(package_name="mm-pipeline")
 def cli() -> None:
     """Rank vehicles and dealers with MarketMatch, or run the local sandbox."""
+
+
+cli.add_command(sandbox)
+cli.add_command(batch)
+cli.add_command(rank)
 
 
 def main() -> None:

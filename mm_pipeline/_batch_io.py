@@ -1,0 +1,444 @@
+"""Batch files: write frames as ``.csv.gz`` for upload, and parse result files.
+
+Writing streams: the frame is serialised in slices (polars' CSV writer, minimal quoting, the
+published header ``vin,price,miles,source,zip``) into one zlib gzip stream that hashes (SHA-256)
+and writes each compressed block as it is produced; no second full copy of the data is made.
+gzip level 1 keeps a million pairs around half a second (pyarrow's ``CompressedOutputStream``
+offers no level and compresses at level 9, twenty times slower). The output is deterministic
+(gzip header without a timestamp), so the same frame always gives the same bytes and hash, which
+is what makes batch submissions idempotent across reruns.
+
+When the compressed file would exceed a cap, the frame is split into several files by VIN (a
+VIN's rows are never divided, since the API ranks the dealers of each VIN across its rows): the
+size per row is estimated from a first slice, VINs are assigned to files in order of first
+appearance, and every file is checked against the cap after writing (with a smaller target and
+a rewrite when one is over).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Final, cast
+
+import polars as pl
+
+__all__ = [
+    "BATCH_COLUMNS",
+    "DEFAULT_MAX_FILE_BYTES",
+    "RESULT_SCHEMA",
+    "BatchFile",
+    "error_code_text",
+    "read_result_file",
+    "sha256_file",
+    "write_batch_files",
+]
+
+BATCH_COLUMNS: Final = ("vin", "price", "miles", "source", "zip")
+"""The columns of an uploaded batch file, in order (the published input format)."""
+
+DEFAULT_MAX_FILE_BYTES: Final = 100 * 1024 * 1024
+"""The API's upload cap (100 MB); larger work is split into several jobs."""
+
+RESULT_SCHEMA: Final = pl.Schema(
+    {
+        "vin": pl.String,
+        "price": pl.Int64,
+        "miles": pl.Int64,
+        "source": pl.String,
+        "zip": pl.String,
+        "mc_location_id": pl.String,
+        "vin_score": pl.Float64,
+        "dealer_ymm_score": pl.Float64,
+        "vin_rank": pl.UInt32,
+        "error_code": pl.String,
+        "error_message": pl.String,
+    }
+)
+"""The columns of :func:`read_result_file`'s frame."""
+
+_SLICE_ROWS: Final = 131_072
+_SAMPLE_ROWS: Final = 20_000
+_FILL: Final = 0.92  # target fraction of the cap when splitting (the estimate is not exact)
+_GZIP_LEVEL: Final = 1
+_READ_BLOCK: Final = 1 << 20
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchFile:
+    """One written upload file.
+
+    Parameters
+    ----------
+    path
+        Where the ``.csv.gz`` file is.
+    sha256
+        Hex SHA-256 of the file's bytes (computed while writing).
+    size
+        The file's size in bytes.
+    rows
+        Data rows in the file.
+    vins
+        The distinct VINs in this file when the frame was split; ``None`` when the file holds
+        every row of the frame.
+    """
+
+    path: Path
+    sha256: str
+    size: int
+    rows: int
+    vins: pl.Series | None = None
+
+
+class _GzipHashSink:
+    """A binary file-like sink: gzip-compress, hash and write what it is given."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = path.open("wb")
+        self._zip = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: gzip, mtime 0
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self._emit(self._zip.compress(data))
+        return len(data)
+
+    def flush(self) -> None:
+        """Nothing to do: blocks are written as zlib emits them."""
+
+    def _emit(self, block: bytes) -> None:
+        if block:
+            self._hash.update(block)
+            self.size += len(block)
+            self._file.write(block)
+
+    def finish(self) -> str:
+        self._emit(self._zip.flush())
+        self._file.close()
+        return self._hash.hexdigest()
+
+    def abort(self) -> None:
+        self._file.close()
+
+
+def _write_one(frame: pl.DataFrame, path: Path, *, vins: pl.Series | None) -> BatchFile:
+    sink = _GzipHashSink(path)
+    target = cast("IO[bytes]", sink)  # polars needs only write()
+    try:
+        if frame.height == 0:
+            frame.write_csv(target)
+        for offset in range(0, frame.height, _SLICE_ROWS):
+            frame.slice(offset, _SLICE_ROWS).write_csv(target, include_header=offset == 0)
+        digest = sink.finish()
+    except BaseException:
+        sink.abort()
+        path.unlink(missing_ok=True)
+        raise
+    return BatchFile(path=path, sha256=digest, size=sink.size, rows=frame.height, vins=vins)
+
+
+def _compressed_bytes_per_row(frame: pl.DataFrame) -> float:
+    sample = frame.head(_SAMPLE_ROWS)
+    text = sample.write_csv(include_header=False).encode()
+    packed = zlib.compress(text, _GZIP_LEVEL)
+    return max(len(packed), 1) / max(sample.height, 1)
+
+
+def _batch_frame(pairs: pl.DataFrame) -> pl.DataFrame:
+    missing = [c for c in BATCH_COLUMNS if c not in pairs.columns]
+    if missing:
+        raise ValueError(
+            f"a batch file needs the columns {', '.join(BATCH_COLUMNS)}; missing: "
+            f"{', '.join(missing)}"
+        )
+    frame = pairs.select(
+        pl.col("vin").cast(pl.String),
+        pl.col("price").cast(pl.Int64),
+        pl.col("miles").cast(pl.Int64),
+        pl.col("source").cast(pl.String),
+        pl.col("zip").cast(pl.String),
+    )
+    null_counts = frame.null_count().row(0, named=True)
+    nulls = {name: count for name, count in null_counts.items() if count}
+    if nulls:
+        described = ", ".join(f"{name} ({count} rows)" for name, count in nulls.items())
+        raise ValueError(f"a batch file cannot hold empty values; nulls in {described}")
+    return frame
+
+
+def write_batch_files(
+    pairs: pl.DataFrame,
+    directory: Path,
+    *,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    stem: str = "batch",
+) -> list[BatchFile]:
+    """Write pairs as one or more gzip CSV upload files, split by VIN under a size cap.
+
+    Parameters
+    ----------
+    pairs
+        A frame with at least ``vin``, ``price``, ``miles``, ``source`` and ``zip`` (no nulls);
+        other columns are not written.
+    directory
+        Where to write ``<stem>-<n>.csv.gz`` (created if missing).
+    max_file_bytes
+        The largest compressed file allowed; more rows are split into several files, keeping
+        every VIN's rows in one file.
+    stem
+        The file name prefix.
+
+    Returns
+    -------
+    list[BatchFile]
+        The files, in order, with their hashes.
+
+    Raises
+    ------
+    ValueError
+        When columns are missing or hold nulls, or one VIN's rows alone exceed the cap.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> pairs = pl.DataFrame({"vin": ["WP1BE2AY5PDA28064"], "price": [20000], "miles": [3000],
+    ...                       "source": ["mbofaugusta.com"], "zip": ["30907"]})
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     [f.rows for f in write_batch_files(pairs, Path(tmp))]
+    [1]
+    """
+    if max_file_bytes <= 0:
+        raise ValueError("max_file_bytes must be positive")
+    frame = _batch_frame(pairs)
+    directory.mkdir(parents=True, exist_ok=True)
+    per_row = _compressed_bytes_per_row(frame)
+    if per_row * frame.height <= max_file_bytes * _FILL:
+        single = _write_one(frame, directory / f"{stem}-1.csv.gz", vins=None)
+        if single.size <= max_file_bytes:
+            return [single]
+        single.path.unlink()
+        per_row = single.size / max(single.rows, 1)
+    for _ in range(4):
+        files = _write_split(
+            frame, directory, stem, target_rows=_target_rows(per_row, max_file_bytes)
+        )
+        over = [f for f in files if f.size > max_file_bytes]
+        if not over:
+            return files
+        for f in files:
+            f.path.unlink()
+        if any(f.vins is not None and f.vins.len() == 1 for f in over):
+            raise ValueError(
+                f"the rows of one VIN alone exceed the file cap of {max_file_bytes} bytes; "
+                "a VIN's dealers cannot be divided between jobs"
+            )
+        per_row = max(per_row * 1.25, *(f.size / max(f.rows, 1) for f in over))
+    raise ValueError(f"could not split the frame into files under {max_file_bytes} bytes")
+
+
+def _target_rows(per_row: float, max_file_bytes: int) -> int:
+    return max(1, math.floor(max_file_bytes * _FILL / per_row))
+
+
+def _write_split(
+    frame: pl.DataFrame, directory: Path, stem: str, *, target_rows: int
+) -> list[BatchFile]:
+    """Assign VINs (in order of first appearance) to files of about ``target_rows`` rows."""
+    counts = frame.group_by("vin", maintain_order=True).len()
+    part: list[int] = []
+    current, filled = 0, 0
+    for count in counts["len"]:
+        if filled and filled + count > target_rows:
+            current, filled = current + 1, 0
+        part.append(current)
+        filled += count
+    assignment = counts.select("vin", pl.Series("part", part, dtype=pl.UInt32))
+    parts = frame.select("vin").join(assignment, on="vin", how="left", maintain_order="left")[
+        "part"
+    ]
+    files = []
+    for index in range(current + 1):
+        chosen = frame.filter(parts == index)
+        vins = assignment.filter(pl.col("part") == index)["vin"]
+        files.append(_write_one(chosen, directory / f"{stem}-{index + 1}.csv.gz", vins=vins))
+    return files
+
+
+def sha256_file(path: Path) -> str:
+    """Return the hex SHA-256 of a file's bytes, read in blocks.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.NamedTemporaryFile() as f:
+    ...     sha256_file(Path(f.name))[:12]
+    'e3b0c44298fc'
+    """
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(_READ_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+_ALIASES: Final = {
+    "error": "error",
+    "error_code": "error_code",
+    "error_message": "error_message",
+    "errors": "error",
+    "error_reason": "error_message",
+}
+
+
+def error_code_text(code: str | None, *, default: str = "ranking_failed") -> str:
+    """Return ``code`` as a lower-case snake_case error code (``default`` when empty).
+
+    Examples
+    --------
+    >>> error_code_text("VIN-Decode Failed"), error_code_text(None)
+    ('vin_decode_failed', 'ranking_failed')
+    """
+    cleaned = re.sub(r"[^a-z0-9]+", "_", (code or "").strip().lower()).strip("_")
+    if not cleaned or not cleaned[0].isalpha():
+        return default
+    return cleaned
+
+
+def _error_code_expr(expr: pl.Expr) -> pl.Expr:
+    cleaned = expr.str.to_lowercase().str.replace_all(r"[^a-z0-9]+", "_").str.strip_chars("_")
+    return pl.when(cleaned.str.contains(r"^[a-z]")).then(cleaned)
+
+
+def _column_key(name: str) -> str:
+    return name.replace("\ufeff", "").strip().strip('"').lower()
+
+
+def _text(raw: pl.DataFrame, name: str) -> pl.Series:
+    """Return a column as text without surrounding blanks (stripping only where needed)."""
+    if name not in raw.columns:
+        return pl.repeat(None, raw.height, dtype=pl.String, eager=True).alias(name)
+    column = raw.get_column(name)
+    if column.str.contains(r"^\s|\s$").any():
+        column = column.str.strip_chars().replace("", None)
+    return column
+
+
+def _number(raw: pl.DataFrame, name: str, dtype: pl.DataType) -> pl.Series:
+    """Return a column as numbers (whole-number types also accept ``"20000.0"``), else null."""
+    text = _text(raw, name)
+    fast = text.cast(dtype, strict=False)
+    if fast.null_count() == text.null_count():
+        return fast
+    as_float = text.cast(pl.Float64, strict=False)
+    if dtype == pl.Float64:
+        return as_float
+    whole = as_float.to_frame().select(
+        pl.when(pl.col(name) == pl.col(name).floor()).then(pl.col(name))
+    )
+    return whole.to_series().cast(dtype, strict=False)
+
+
+def read_result_file(path: Path) -> pl.DataFrame:
+    """Parse a batch result ``.csv.gz`` into a typed frame.
+
+    Tolerant of column order, header case, a BOM, quoting and extra columns. A row has failed
+    when its ``vin_rank`` is empty (or does not parse), whatever else it carries; its
+    ``error_code``/``error_message`` come from ``error_code``/``error_message`` columns, or from
+    an ``error`` column (``"code"``, ``"code: message"`` or free text).
+
+    Parameters
+    ----------
+    path
+        The (verified) result file.
+
+    Returns
+    -------
+    pl.DataFrame
+        The columns :data:`RESULT_SCHEMA`: ``vin``/``source``/``zip``/``mc_location_id``/
+        ``error_code``/``error_message`` String, ``price``/``miles`` Int64,
+        ``vin_score``/``dealer_ymm_score`` Float64, ``vin_rank`` UInt32. Ranked rows have a
+        rank and both scores and no error code; every other row has an error code.
+
+    Raises
+    ------
+    ValueError
+        When the file lacks the identifying columns (``vin``, ``source``, ``vin_rank``).
+    """
+    raw = pl.read_csv(path, infer_schema=False)
+    raw = raw.rename({name: _column_key(name) for name in raw.columns})
+    raw = raw.rename({name: _ALIASES[name] for name in raw.columns if name in _ALIASES})
+    lacking = [name for name in ("vin", "source", "vin_rank") if name not in raw.columns]
+    if lacking:
+        raise ValueError(
+            f"{path.name} is not a MarketMatch result file: no {', '.join(lacking)} column "
+            f"(columns: {', '.join(raw.columns)})"
+        )
+    vin = _text(raw, "vin")
+    if vin.str.contains("[a-z]").any():
+        vin = vin.str.to_uppercase()
+    source = _text(raw, "source")
+    if source.str.contains("[A-Z]").any():
+        source = source.str.to_lowercase()
+    zip_code = _text(raw, "zip")
+    if (zip_code.str.len_bytes() < 5).any():
+        zip_code = zip_code.str.zfill(5)
+    error_text = pl.col("error")
+    split_code = error_text.str.extract(r"^([A-Za-z][A-Za-z0-9_.\-]*)\s*(?::|$)", 1)
+    typed = pl.DataFrame(
+        [
+            vin,
+            _number(raw, "price", pl.Int64()),
+            _number(raw, "miles", pl.Int64()),
+            source,
+            zip_code,
+            _text(raw, "mc_location_id"),
+            _number(raw, "vin_score", pl.Float64()),
+            _number(raw, "dealer_ymm_score", pl.Float64()),
+            _number(raw, "vin_rank", pl.UInt32()),
+            _text(raw, "error_code"),
+            _text(raw, "error_message"),
+            _text(raw, "error"),
+        ]
+    ).with_columns(
+        pl.coalesce("error_code", split_code).alias("error_code"),
+        pl.coalesce(
+            "error_message",
+            pl.when(split_code.is_not_null())
+            .then(error_text.str.replace(r"^[^:]*:?\s*", "").replace("", None))
+            .otherwise(error_text),
+        ).alias("error_message"),
+    )
+    ranked = (
+        pl.col("vin_rank").is_not_null()
+        & pl.col("vin_score").is_not_null()
+        & pl.col("dealer_ymm_score").is_not_null()
+    )
+    return (
+        typed.with_columns(
+            pl.when(ranked)
+            .then(None)
+            .otherwise(_error_code_expr(pl.col("error_code")).fill_null("ranking_failed"))
+            .alias("error_code"),
+            pl.when(ranked)
+            .then(None)
+            .otherwise(
+                pl.col("error_message").fill_null(
+                    pl.concat_str(
+                        pl.lit("the batch result has no rank or score for this row: "),
+                        pl.col("error_code").fill_null("no error given"),
+                    )
+                )
+            )
+            .alias("error_message"),
+            *(
+                pl.when(ranked).then(pl.col(name)).otherwise(None).alias(name)
+                for name in ("vin_score", "dealer_ymm_score", "vin_rank")
+            ),
+        )
+        .select(RESULT_SCHEMA.names())
+        .cast(RESULT_SCHEMA)
+    )

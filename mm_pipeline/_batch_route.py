@@ -1,0 +1,355 @@
+"""Rank a frame of pairs through batch jobs: write, split, submit, wait, download, map back.
+
+The work is written as gzip CSV files under the size cap (split by VIN), and each file runs as
+one job, one after another (an account has one active job at a time). Because files are
+written deterministically, a rerun of the same work derives the same references and adopts
+the jobs of the earlier run, and the verified result files come from the cache.
+
+Every input pair is accounted for: a pair is ranked when its result row has a rank and scores,
+failed with the result's error code otherwise, ``missing_from_result`` when the result file
+has no row for it, and (with ``on_job_failed="fail"``) failed with the job's error code when
+its job FAILED. Batch ranks order the dealers of each VIN across all its rows, so they are
+exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, Literal
+
+import polars as pl
+
+from mm_pipeline._batch import (
+    DEFAULT_ACTIVE_JOB_TIMEOUT,
+    DEFAULT_WAIT_TIMEOUT,
+    BatchJob,
+    BatchSession,
+)
+from mm_pipeline._batch_io import (
+    DEFAULT_MAX_FILE_BYTES,
+    RESULT_SCHEMA,
+    BatchFile,
+    error_code_text,
+    read_result_file,
+    write_batch_files,
+)
+from mm_pipeline._exceptions import BatchJobFailed
+from mm_pipeline._frames import FAILED_SCHEMA, PAIR_COLUMNS, RANKED_SCHEMA, ROW
+from mm_pipeline._redact import get_logger
+
+if TYPE_CHECKING:
+    from mm_pipeline._client import Session
+
+__all__ = [
+    "BATCH_THRESHOLD_REQUESTS",
+    "DEFAULT_POLL_TIMEOUT",
+    "BatchOptions",
+    "BatchOutcome",
+    "rank_pairs_batch",
+]
+
+log = get_logger("mm_pipeline.batch")
+
+BATCH_THRESHOLD_REQUESTS: Final = 2_000
+"""``mode="auto"`` ranks through batch jobs when the online plan needs more requests than this."""
+
+DEFAULT_POLL_TIMEOUT: Final = DEFAULT_WAIT_TIMEOUT
+"""Seconds to wait for each batch job to finish (6 hours)."""
+
+_KEY: Final = ("vin", "price", "miles", "source", "zip")
+_MISSING: Final = "missing_from_result"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchOptions:
+    """How to run the batch route.
+
+    Parameters
+    ----------
+    client_reference
+        The caller's reference, kept as a prefix of each job's derived reference.
+    webhook_url, webhook_secret
+        Passed to every submitted job.
+    poll_timeout
+        Seconds to wait for each job (overall, separate from request retries).
+    cache_dir
+        Where verified result files are kept (default: the user cache directory).
+    max_file_bytes
+        The upload cap; larger work is split by VIN into several jobs.
+    on_job_failed
+        ``"raise"``: a FAILED job raises :class:`~mm_pipeline.BatchJobFailed`; ``"fail"``: its
+        pairs go to ``failed`` with the job's error code.
+    poll_interval, max_poll_interval
+        The first and the largest pause between status polls (seconds).
+    active_job_timeout
+        How long to wait for another client's active job before giving up.
+    """
+
+    client_reference: str | None = None
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    poll_timeout: float = DEFAULT_POLL_TIMEOUT
+    cache_dir: Path | None = None
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    on_job_failed: Literal["raise", "fail"] = "raise"
+    poll_interval: float = 1.0
+    max_poll_interval: float = 20.0
+    active_job_timeout: float = DEFAULT_ACTIVE_JOB_TIMEOUT
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchOutcome:
+    """What the batch route returns.
+
+    ``ranked`` follows ``RANKED_SCHEMA`` and ``failed`` ``FAILED_SCHEMA``; both also carry any
+    extra column of the input pairs (such as ``_row``). ``notes`` counts what happened (keys
+    prefixed ``batch_``), for ``RankResult.stats``.
+    """
+
+    ranked: pl.DataFrame
+    failed: pl.DataFrame
+    job_ids: tuple[str, ...]
+    notes: dict[str, int] = field(default_factory=dict)
+
+
+async def rank_pairs_batch(
+    pairs: pl.DataFrame,
+    *,
+    session: Session,
+    options: BatchOptions,
+    progress: bool | None,
+) -> BatchOutcome:
+    """Rank normalised, valid, distinct pairs (each with a ``zip``) through batch jobs.
+
+    Parameters
+    ----------
+    pairs
+        The six pair columns (plus any extra columns, carried through); ``zip`` is required.
+    session
+        An open session.
+    options
+        See :class:`BatchOptions`.
+    progress
+        Show a progress bar per job (``None``: only in terminals and notebooks).
+
+    Returns
+    -------
+    BatchOutcome
+        Every pair in exactly one of ``ranked``/``failed``; the job ids in order.
+
+    Raises
+    ------
+    BatchJobFailed
+        A job FAILED and ``on_job_failed="raise"``.
+    BatchError
+        A job could not be run to a verified result (timeout, no download slot, ...).
+    ValueError
+        A pair without ``zip`` (it cannot go through batch), or one VIN's rows exceed the cap.
+    """
+    no_zip = pairs.filter(pl.col("zip").is_null()).height
+    if no_zip:
+        raise ValueError(
+            f"{no_zip} pairs have no zip; the batch API needs source and zip for every pair "
+            "(rank pairs identified by mc_location_id alone online)"
+        )
+    ops = BatchSession(
+        session=session,
+        cache_dir=options.cache_dir,
+        poll_interval=options.poll_interval,
+        max_poll_interval=options.max_poll_interval,
+        active_job_timeout=options.active_job_timeout,
+    )
+    pairs, conflicts = _split_conflicts(pairs)
+    notes = _input_notes(pairs)
+    notes["batch_duplicate_vin_dealer_rows"] = conflicts.height
+    job_ids: list[str] = []
+    results: list[pl.DataFrame] = []
+    job_failures: list[pl.DataFrame] = []
+    with tempfile.TemporaryDirectory(prefix="mm-batch-") as tmp:
+        files = await asyncio.to_thread(
+            write_batch_files, pairs, Path(tmp), max_file_bytes=options.max_file_bytes
+        )
+        notes["batch_files"] = len(files)
+        for number, batch_file in enumerate(files, start=1):
+            job = await ops.submit(
+                batch_file.path,
+                sha256=batch_file.sha256,
+                client_reference=options.client_reference,
+                webhook_url=options.webhook_url,
+                webhook_secret=options.webhook_secret,
+            )
+            job_ids.append(job.job_id)
+            notes["batch_jobs_adopted"] += int(job.adopted)
+            log.info(
+                "batch file %d/%d (%d rows) -> job %s",
+                number,
+                len(files),
+                batch_file.rows,
+                job.job_id,
+            )
+            try:
+                await ops.wait(job.job_id, timeout=options.poll_timeout, progress=progress)
+            except BatchJobFailed as exc:
+                if options.on_job_failed == "raise":
+                    raise
+                job_failures.append(_job_failed(pairs, batch_file, job, exc))
+                notes["batch_jobs_failed"] += 1
+                continue
+            path = await ops.download(job.job_id)
+            result = await asyncio.to_thread(read_result_file, path)
+            results.append(result.with_columns(pl.lit(job.job_id).alias("_job")))
+    notes["batch_jobs"] = len(job_ids)
+    notes["batch_downloads"] = ops.downloads
+    notes["batch_cache_hits"] = ops.cache_hits
+    ranked, failed = _map_back(pairs, job_ids, results, job_failures, notes)
+    if conflicts.height:
+        failed = pl.concat([failed, conflicts.select(failed.columns)])
+    return BatchOutcome(ranked=ranked, failed=failed, job_ids=tuple(job_ids), notes=notes)
+
+
+def _input_notes(pairs: pl.DataFrame) -> dict[str, int]:
+    notes = dict.fromkeys(
+        (
+            "batch_jobs",
+            "batch_jobs_adopted",
+            "batch_jobs_failed",
+            "batch_files",
+            "batch_downloads",
+            "batch_cache_hits",
+            "batch_missing_from_result",
+            "batch_unexpected_result_rows",
+            "batch_duplicate_result_rows",
+        ),
+        0,
+    )
+    notes["batch_rows_sent"] = pairs.height
+    notes["batch_unique_vins"] = pairs.get_column("vin").n_unique()
+    return notes
+
+
+def _split_conflicts(pairs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Keep the first pair of each (vin, source, zip); fail the others as duplicate_conflict.
+
+    The batch API ranks a VIN once per dealer: a later row for the same VIN and dealer (at
+    another price or mileage) would get the first row's values, which are not its own.
+    """
+    dealer = ["vin", "source", "zip"]
+    order = pl.col(ROW) if ROW in pairs.columns else pl.int_range(pl.len())
+    marked = pairs.with_columns(
+        _order=order,
+        _repeat=pl.int_range(pl.len()).over(dealer) > 0,
+    ).with_columns(_first=pl.col("_order").first().over(dealer))
+    conflicts = _as_failed(
+        marked.filter("_repeat"),
+        extra=_extra_columns(pairs),
+        code=pl.lit("duplicate_conflict"),
+        message=pl.format(
+            "row {}: same vin and dealer as row {} with a different price/miles; the batch API "
+            "ranks a VIN once per dealer, so only row {} was sent",
+            "_order",
+            "_first",
+            "_first",
+        ),
+    )
+    return marked.filter(~pl.col("_repeat")).drop("_order", "_repeat", "_first"), conflicts
+
+
+def _job_failed(
+    pairs: pl.DataFrame, batch_file: BatchFile, job: BatchJob, exc: BatchJobFailed
+) -> pl.DataFrame:
+    chosen = (
+        pairs if batch_file.vins is None else pairs.filter(pl.col("vin").is_in(batch_file.vins))
+    )
+    code = error_code_text(exc.error_code, default="batch_job_failed")
+    message = f"batch job {job.job_id} FAILED: {exc.error_code}: {exc.error_message or ''}"
+    return _as_failed(
+        chosen,
+        code=pl.lit(code),
+        message=pl.lit(message.rstrip(": ")),
+        extra=_extra_columns(pairs),
+    )
+
+
+def _extra_columns(pairs: pl.DataFrame) -> list[str]:
+    """Input columns beyond the pair columns (such as ``_row``), carried to the outputs."""
+    return [c for c in pairs.columns if c not in FAILED_SCHEMA]
+
+
+def _as_failed(
+    frame: pl.DataFrame, *, code: pl.Expr, message: pl.Expr, extra: list[str]
+) -> pl.DataFrame:
+    return frame.select(
+        *PAIR_COLUMNS,
+        pl.lit(None, pl.Float64).alias("vin_score"),
+        pl.lit(None, pl.Float64).alias("dealer_ymm_score"),
+        pl.lit(None, pl.UInt32).alias("vin_rank"),
+        code.cast(pl.String).alias("error_code"),
+        message.cast(pl.String).alias("error_message"),
+        *extra,
+    )
+
+
+def _map_back(
+    pairs: pl.DataFrame,
+    job_ids: list[str],
+    results: list[pl.DataFrame],
+    job_failures: list[pl.DataFrame],
+    notes: dict[str, int],
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Join result rows to input pairs on (vin, price, miles, source, zip)."""
+    extra = _extra_columns(pairs)
+    failed_jobs = pl.concat(job_failures) if job_failures else None
+    todo = pairs
+    if failed_jobs is not None:
+        todo = pairs.join(
+            failed_jobs.select(*PAIR_COLUMNS), on=list(PAIR_COLUMNS), how="anti", nulls_equal=True
+        )
+    result = (
+        pl.concat(results) if results else pl.DataFrame(schema={**RESULT_SCHEMA, "_job": pl.String})
+    )
+    # Prefer a ranked row when the file repeats a key.
+    result = result.sort(pl.col("error_code").is_not_null(), maintain_order=True)
+    unique = result.unique(subset=list(_KEY), keep="first", maintain_order=True)
+    notes["batch_duplicate_result_rows"] = result.height - unique.height
+    renamed = unique.rename({"mc_location_id": "_result_location"})
+    matched = todo.join(renamed, on=list(_KEY), how="left", maintain_order="left")
+    notes["batch_unexpected_result_rows"] = unique.join(
+        todo.select(_KEY).unique(), on=list(_KEY), how="anti"
+    ).height
+    missing = pl.col("_job").is_null()
+    notes["batch_missing_from_result"] = matched.filter(missing).height
+    is_ranked = ~missing & pl.col("error_code").is_null()
+    ranked = (
+        matched.filter(is_ranked)
+        .select(
+            *_KEY,
+            pl.coalesce("mc_location_id", "_result_location").alias("mc_location_id"),
+            "vin_score",
+            "dealer_ymm_score",
+            "vin_rank",
+            pl.lit(True).alias("rank_exact"),
+            *extra,
+        )
+        .cast(RANKED_SCHEMA)
+        .sort("vin", "vin_rank", maintain_order=True)
+    )
+    unranked = matched.filter(~is_ranked)
+    failed_parts = [
+        _as_failed(
+            unranked,
+            extra=extra,
+            code=pl.when(missing).then(pl.lit(_MISSING)).otherwise(pl.col("error_code")),
+            message=pl.when(missing)
+            .then(
+                pl.lit(f"the result of batch job(s) {', '.join(job_ids)} has no row for this pair")
+            )
+            .otherwise(pl.format("batch job {}: {}", "_job", "error_message")),
+        )
+    ]
+    if failed_jobs is not None:
+        failed_parts.append(failed_jobs)
+    failed = pl.concat(failed_parts).cast(FAILED_SCHEMA)
+    return ranked, failed
