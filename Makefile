@@ -30,7 +30,7 @@ pytest: install
 test: lint typecheck pytest
 
 demo: install
-	$(BIN)/python -m mm_pipeline demo
+	$(BIN)/python -m dagster_defs.demo
 
 ui: install
 	$(BIN)/python -m dagster_defs.ui

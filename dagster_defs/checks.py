@@ -1,0 +1,138 @@
+"""Asset checks of the ranking assets, evaluated on the frames the asset has just produced.
+
+Each ranking asset declares these checks with ``check_specs=`` and yields their results right
+after its outputs: a plain ``@asset_check`` on a partitioned asset would load every partition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import polars as pl
+from dagster import AssetCheckResult, AssetCheckSpec, MetadataValue
+
+from dagster_defs.metadata import preview
+
+__all__ = ["RANKING_CHECKS", "SCORE_RANGE", "ranking_check_results", "ranking_check_specs"]
+
+SCORE_RANGE = (400.0, 3000.0)
+"""The published range of ``vin_score`` and ``dealer_ymm_score``."""
+
+RANKING_CHECKS = {
+    "inputs_valid": "Every input row passed validation (mm.schemas.PairsInput): no invalid_input.",
+    "complete": "Ranked + failed rows equal the distinct input pairs: nothing lost, nothing twice.",
+    "failure_rate": "Failed pairs / distinct input pairs is at most the asset's max_failure_rate.",
+    "scores_in_range": "vin_score and dealer_ymm_score lie within the published 400-3000.",
+    "ranks_contiguous": "Within every group, vin_rank runs 1..N without gaps or repeats.",
+}
+"""Check name -> what it asserts (the same five on placement and sourcing)."""
+
+
+def ranking_check_specs(asset: str) -> list[AssetCheckSpec]:
+    """Declare the :data:`RANKING_CHECKS` on ``asset``.
+
+    Examples
+    --------
+    >>> [spec.name for spec in ranking_check_specs("placement")][:2]
+    ['inputs_valid', 'complete']
+    """
+    return [
+        AssetCheckSpec(name, asset=asset, description=description)
+        for name, description in RANKING_CHECKS.items()
+    ]
+
+
+def ranking_check_results(
+    asset: str,
+    *,
+    distinct_pairs: int,
+    ranked: pl.DataFrame,
+    failed: pl.DataFrame,
+    group_by: Sequence[str],
+    max_failure_rate: float,
+) -> list[AssetCheckResult]:
+    """Evaluate the :data:`RANKING_CHECKS` of ``asset`` on one ranking result.
+
+    Parameters
+    ----------
+    asset
+        The asset key the checks belong to.
+    distinct_pairs
+        Distinct input pairs the ranking was given.
+    ranked, failed
+        The result frames (``mm.schemas.RankedMatch`` / ``mm.schemas.FailedMatch``).
+    group_by
+        Columns that identify a ranking group (a vehicle for placement, a rooftop for sourcing).
+    max_failure_rate
+        The largest acceptable ``failed / distinct_pairs``.
+
+    Returns
+    -------
+    list[AssetCheckResult]
+        One result per check, in :data:`RANKING_CHECKS` order, with the offending rows (first
+        ones) in the metadata of a failed check.
+    """
+    invalid = failed.filter(pl.col("error_code") == "invalid_input")
+    accounted = ranked.height + failed.height
+    rate = failed.height / distinct_pairs if distinct_pairs else 0.0
+    low, high = SCORE_RANGE
+    out_of_range = ranked.filter(
+        ~pl.col("vin_score").is_between(low, high)
+        | ~pl.col("dealer_ymm_score").is_between(low, high)
+    )
+    broken_groups = (
+        ranked.group_by(group_by)
+        .agg(
+            ranks=pl.col("vin_rank").sort(),
+            contiguous=(
+                pl.col("vin_rank").sort() == pl.int_range(1, pl.len() + 1, dtype=pl.UInt32)
+            ).all(),
+        )
+        .filter(~pl.col("contiguous"))
+        .drop("contiguous")
+        .sort(group_by)
+    )
+
+    def result(name: str, passed: bool, **metadata: Any) -> AssetCheckResult:
+        return AssetCheckResult(
+            asset_key=asset, check_name=name, passed=passed, metadata=dict(metadata)
+        )
+
+    def offenders(key: str, frame: pl.DataFrame) -> dict[str, Any]:
+        return {key: preview(frame)} if frame.height else {}
+
+    return [
+        result(
+            "inputs_valid",
+            invalid.is_empty(),
+            invalid_rows=invalid.height,
+            **offenders("invalid_preview", invalid),
+        ),
+        result(
+            "complete",
+            accounted == distinct_pairs,
+            distinct_input_pairs=distinct_pairs,
+            ranked=ranked.height,
+            failed=failed.height,
+        ),
+        result(
+            "failure_rate",
+            rate <= max_failure_rate,
+            failure_rate=MetadataValue.float(round(rate, 6)),
+            max_failure_rate=MetadataValue.float(max_failure_rate),
+        ),
+        result(
+            "scores_in_range",
+            out_of_range.is_empty(),
+            rows_out_of_range=out_of_range.height,
+            **offenders("out_of_range_preview", out_of_range),
+        ),
+        result(
+            "ranks_contiguous",
+            broken_groups.is_empty(),
+            groups=ranked.select(group_by).n_unique(),
+            broken_groups=broken_groups.height,
+            **offenders("broken_preview", broken_groups),
+        ),
+    ]

@@ -1,0 +1,172 @@
+"""The main job (``make demo``): today's partition of every asset, with checks, and a summary.
+
+``python -m dagster_defs.demo [--partition YYYY-MM-DD] [--max-rows N]`` starts the embedded
+sandbox (or uses ``MARKETCHECK_BASE_URL`` / ``MARKETCHECK_API_KEY`` when the base URL is set),
+runs the ``marketmatch_daily`` job in process against the instance in ``DAGSTER_HOME`` (default
+``.dagster_home/``, so ``make ui`` shows the run afterwards), writes Parquet under ``data/``, and
+prints per asset its rows, failures and checks, then the best placements. Exit status 0 only when
+every asset materialized and every check passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import polars as pl
+from dagster import DagsterInstance, ExecuteInProcessResult, MetadataValue
+
+from dagster_defs._local import dagster_home, local_api
+from dagster_defs.assets import PARTITIONS
+from dagster_defs.definitions import defs
+from dagster_defs.schedules import marketmatch_daily
+
+__all__ = ["DEMO_MAX_ROWS", "main", "run_daily", "summarize"]
+
+DEMO_MAX_ROWS = 100
+"""Rows read from each sample input: 100 vehicles x 100 dealers keeps the demo to seconds."""
+_BEST_ROWS = 15
+
+
+def _value(metadata: Mapping[str, MetadataValue[Any]], key: str) -> Any:
+    entry = metadata.get(key)
+    return None if entry is None else entry.value
+
+
+def summarize(result: ExecuteInProcessResult) -> tuple[pl.DataFrame, pl.DataFrame, bool]:
+    """Tabulate a run: per asset rows / failures / checks, the best placements, and success.
+
+    Returns
+    -------
+    tuple[pl.DataFrame, pl.DataFrame, bool]
+        The per-asset table, the best placements (empty if not materialized), and whether every
+        asset of the job materialized and every check passed.
+    """
+    materialized = {
+        event.materialization.asset_key.to_user_string(): event.materialization.metadata
+        for event in result.get_asset_materialization_events()
+    }
+    checks: dict[str, list[tuple[str, bool]]] = {}
+    for evaluation in result.get_asset_check_evaluations():
+        checks.setdefault(evaluation.asset_key.to_user_string(), []).append(
+            (evaluation.check_name, evaluation.passed)
+        )
+    # Execution order (upstream first), then whatever did not materialize.
+    expected = list(materialized) + sorted(
+        key.to_user_string()
+        for key in result.job_def.asset_layer.selected_asset_keys
+        if key.to_user_string() not in materialized
+    )
+    rows = []
+    for asset in expected:
+        metadata = materialized.get(asset, {})
+        outcome = checks.get(asset, [])
+        failing = [name for name, passed in outcome if not passed]
+        verdict = f"{len(outcome) - len(failing)}/{len(outcome)} passed" if outcome else "-"
+        if failing:
+            verdict += f" (failed: {', '.join(failing)})"
+        rows.append(
+            {
+                "asset": asset,
+                "materialized": asset in materialized,
+                "rows": _value(metadata, "dagster/row_count"),
+                "failures": _value(metadata, "stats/failed"),
+                "checks": verdict,
+            }
+        )
+    table = pl.DataFrame(rows, schema_overrides={"rows": pl.Int64, "failures": pl.Int64})
+    best_path = _value(materialized.get("best_placement", {}), "path")
+    best = pl.read_parquet(str(best_path)) if best_path else pl.DataFrame()
+    ok = (
+        result.success
+        and bool(table["materialized"].all())
+        and all(passed for outcome in checks.values() for _, passed in outcome)
+    )
+    return table, best, ok
+
+
+def run_daily(
+    partition: str,
+    *,
+    instance: DagsterInstance,
+    inputs: str = "sample_data",
+    data_dir: str = "data",
+    max_rows: int | None = DEMO_MAX_ROWS,
+) -> ExecuteInProcessResult:
+    """Run the ``marketmatch_daily`` job in process for ``partition`` (the demo's whole work).
+
+    The API key and base URL come from the environment, as in any deployment.
+    """
+    run_config = {
+        "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+        "resources": {
+            "source_data": {"config": {"root": inputs, "max_rows": max_rows}},
+            "io_manager": {"config": {"base_dir": data_dir}},
+        },
+    }
+    return defs.resolve_job_def(marketmatch_daily.name).execute_in_process(
+        run_config=run_config, instance=instance, partition_key=partition, raise_on_error=False
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the demo; return the process exit status."""
+    parser = argparse.ArgumentParser(prog="python -m dagster_defs.demo", description=__doc__)
+    parser.add_argument("--partition", help="Day to materialize (default: today, UTC).")
+    parser.add_argument("--inputs", default="sample_data", help="Input folder (SourceData.root).")
+    parser.add_argument("--data-dir", default="data", help="Where the Parquet outputs go.")
+    parser.add_argument(
+        "--max-rows",
+        type=int,
+        default=DEMO_MAX_ROWS,
+        help=f"Rows read from each input (default {DEMO_MAX_ROWS}; 0 reads everything).",
+    )
+    args = parser.parse_args(argv)
+    partition = args.partition or PARTITIONS.get_last_partition_key()
+    if partition is None:
+        parser.error(f"no daily partition yet: they start on {PARTITIONS.start:%Y-%m-%d}")
+    home = dagster_home()
+    with local_api() as api:
+        print(f"MarketMatch API: {api.describe()}")
+        print(f"Materializing every asset for {partition} (DAGSTER_HOME={home}) ...", flush=True)
+        with DagsterInstance.get() as instance:
+            result = run_daily(
+                partition,
+                instance=instance,
+                inputs=args.inputs,
+                data_dir=args.data_dir,
+                max_rows=args.max_rows or None,
+            )
+    table, best, ok = summarize(result)
+    with pl.Config(
+        tbl_hide_column_data_types=True,
+        tbl_hide_dataframe_shape=True,
+        tbl_rows=50,
+        tbl_cols=-1,
+        tbl_width_chars=160,
+        fmt_str_lengths=60,
+    ):
+        print(
+            table.select(
+                "asset", "rows", pl.col("failures").cast(pl.String).fill_null(""), "checks"
+            )
+        )
+        if best.height:
+            print(f"\nBest placements ({best.height} vehicles; first {_BEST_ROWS}):")
+            print(
+                best.select(
+                    "vin", "price", "miles", "source", "zip", "vin_score", "dealer_ymm_score"
+                ).head(_BEST_ROWS)
+            )
+    print(
+        f"\nRun {result.run_id}: {'OK' if ok else 'FAILED'}. Parquet under {args.data_dir}/ "
+        f"(pl.scan_parquet('{args.data_dir}/best_placement/', hive_partitioning=True)); "
+        "`make ui` to browse."
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""The whole graph materialized in process against the sandbox, and the demo around it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from dagster import AssetKey, DagsterInstance, EnvVar, materialize
+
+import mm_pipeline as mm
+from dagster_defs import demo
+from dagster_defs.assets import ALL_ASSETS, candidate_dealers, placement, vehicles
+from dagster_defs.checks import RANKING_CHECKS
+from dagster_defs.io_manager import PolarsParquetIOManager
+from dagster_defs.resources import MarketMatchResource, SourceData
+from mm_pipeline.sandbox import Sandbox
+from tests.dagster.conftest import PARTITION, ROWS, SAMPLE_DATA, DailyRun
+from tests.dagster.test_definitions import ASSETS
+
+
+def _metadata(run: DailyRun, asset: str) -> dict[str, Any]:
+    (event,) = [
+        e for e in run.result.get_asset_materialization_events() if e.asset_key == AssetKey(asset)
+    ]
+    return {key: value.value for key, value in event.materialization.metadata.items()}
+
+
+def test_every_asset_materializes_and_every_check_passes(daily_run: DailyRun) -> None:
+    """One run materializes the eight assets and all ten checks pass."""
+    result = daily_run.result
+    assert result.success
+    materialized = {
+        e.materialization.asset_key.to_user_string()
+        for e in result.get_asset_materialization_events()
+    }
+    assert materialized == ASSETS
+    evaluations = {
+        (e.asset_key.to_user_string(), e.check_name): e.passed
+        for e in result.get_asset_check_evaluations()
+    }
+    assert evaluations == {
+        (asset, name): True for asset in ("placement", "sourcing") for name in RANKING_CHECKS
+    }
+
+
+def test_outputs_are_parquet_an_analyst_can_scan(daily_run: DailyRun) -> None:
+    """Each asset is one Parquet file per day, typed as the pandera models say."""
+    for asset in ASSETS:
+        assert (daily_run.data_dir / asset / f"date={PARTITION}" / "data.parquet").is_file()
+    placed = pl.scan_parquet(daily_run.data_dir / "placement", hive_partitioning=True).collect()
+    assert placed.height > 0
+    assert placed["date"].cast(pl.String).unique().to_list() == [PARTITION]
+    mm.schemas.RankedMatch.validate(placed.drop("date"))
+    best = pl.read_parquet(daily_run.data_dir / "best_placement" / f"date={PARTITION}")
+    assert best["vin_rank"].unique().to_list() == [1]
+    assert best.select("vin", "price", "miles").is_unique().all()
+    assert best.height == placed.select("vin", "price", "miles").n_unique()
+
+
+def test_materialization_metadata(daily_run: DailyRun) -> None:
+    """Row counts, failures by code, request stats, elapsed time and previews are recorded."""
+    placement_md = _metadata(daily_run, "placement")
+    failures_md = _metadata(daily_run, "placement_failures")
+    ranked = pl.read_parquet(daily_run.data_dir / "placement" / f"date={PARTITION}")
+    assert placement_md["dagster/row_count"] == ranked.height
+    assert placement_md["dagster/row_count"] + failures_md["dagster/row_count"] == ROWS * ROWS
+    assert isinstance(placement_md["failures_by_error_code"], dict)
+    assert placement_md["stats/failed"] == failures_md["dagster/row_count"]
+    assert placement_md["stats/requests"] >= ROWS  # one request per vehicle at least
+    assert placement_md["stats/retries"] >= 0
+    assert placement_md["stats/elapsed"] > 0
+    assert placement_md["stats/batch_job_ids"] == []  # this size goes online
+    assert str(placement_md["preview"]).startswith("| vin ")
+    assert _metadata(daily_run, "vehicles")["dagster/row_count"] == ROWS
+    assert str(_metadata(daily_run, "vehicles")["source"]).endswith("vehicles.csv")
+
+
+def test_the_key_appears_nowhere(daily_run: DailyRun, sandbox: Sandbox) -> None:
+    """Neither the event log, the stored run (config, tags) nor any Python log holds the key."""
+    assert daily_run.event_log
+    assert not [entry for entry in daily_run.event_log if sandbox.api_key in entry]
+    assert "source_data" in daily_run.run_record  # the run config is in there
+    assert sandbox.api_key not in daily_run.run_record
+    assert any("/v2/marketmatch/" in line for line in daily_run.python_logs)  # URLs were logged
+    assert not [line for line in daily_run.python_logs if sandbox.api_key in line]
+
+
+def _bad_inputs(folder: Path) -> Path:
+    """Sample rows plus vehicles whose VINs cannot be valid (wrong length, bad check digit)."""
+    folder.mkdir()
+    good = pl.read_csv(SAMPLE_DATA / "vehicles.csv", schema_overrides={"vin": pl.String}).head(4)
+    bad = good.head(2).with_columns(pl.col("vin").str.slice(0, 16))
+    pl.concat([good, bad]).write_csv(folder / "vehicles.csv")
+    dealers = pl.read_csv(SAMPLE_DATA / "dealers.csv", infer_schema=False).head(3)
+    dealers.write_csv(folder / "dealers.csv")
+    acquisitions = pl.read_csv(SAMPLE_DATA / "acquisitions.csv", infer_schema=False).head(5)
+    acquisitions.write_csv(folder / "acquisitions.csv")
+    return folder
+
+
+def test_failure_rate_check_fails_on_bad_input(api_env: Sandbox, tmp_path: Path) -> None:
+    """A third of the pairs invalid: inputs_valid and failure_rate fail, naming the rows."""
+    inputs = _bad_inputs(tmp_path / "in")
+    result = materialize(
+        ALL_ASSETS,
+        partition_key=PARTITION,
+        resources={
+            "marketmatch": MarketMatchResource(api_key=EnvVar("MARKETCHECK_API_KEY")),
+            "source_data": SourceData(root=str(inputs)),
+            "io_manager": PolarsParquetIOManager(base_dir=str(tmp_path / "data")),
+        },
+    )
+    assert result.success  # checks report; they do not stop the run
+    outcome = {
+        e.check_name: e
+        for e in result.get_asset_check_evaluations()
+        if e.asset_key == AssetKey("placement")
+    }
+    assert not outcome["failure_rate"].passed
+    assert outcome["failure_rate"].metadata["failure_rate"].value == pytest.approx(6 / 18)
+    assert not outcome["inputs_valid"].passed
+    assert outcome["inputs_valid"].metadata["invalid_rows"].value == 6
+    assert "invalid_input" in str(outcome["inputs_valid"].metadata["invalid_preview"].value)
+    assert outcome["complete"].passed
+    assert outcome["ranks_contiguous"].passed
+    assert outcome["scores_in_range"].passed
+    failed = pl.read_parquet(tmp_path / "data" / "placement_failures" / f"date={PARTITION}")
+    assert failed.height == 6
+    assert failed["vin"].str.len_chars().unique().to_list() == [16]
+
+
+def test_demo_embedded_sandbox_prints_summary_and_exits_zero(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With no MARKETCHECK_BASE_URL the demo runs its own sandbox, prints the tables, exits 0."""
+    monkeypatch.delenv("MARKETCHECK_BASE_URL", raising=False)
+    monkeypatch.delenv("MARKETCHECK_API_KEY", raising=False)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    data = tmp_path / "data"
+    status = demo.main(
+        [
+            "--inputs",
+            str(SAMPLE_DATA),
+            "--data-dir",
+            str(data),
+            "--max-rows",
+            "12",
+            "--partition",
+            PARTITION,
+        ]
+    )
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "(embedded sandbox)" in out
+    for asset in ASSETS:
+        assert asset in out
+    assert "5/5 passed" in out
+    assert "Best placements (12 vehicles" in out
+    assert (tmp_path / "home" / "dagster.yaml").is_file()
+    assert (data / "best_placement" / f"date={PARTITION}" / "data.parquet").is_file()
+    with DagsterInstance.from_config(str(tmp_path / "home")) as instance:
+        assert instance.get_runs_count() == 1  # recorded where `make ui` will show it
+    assert "MARKETCHECK_BASE_URL" not in os.environ  # the sandbox's URL does not outlive it
+
+
+def test_demo_uses_the_given_api_and_exits_one_when_a_check_fails(
+    api_env: Sandbox,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """With MARKETCHECK_BASE_URL set the demo uses that API; a failed check makes it exit 1."""
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    inputs = _bad_inputs(tmp_path / "in")
+    status = demo.main(
+        ["--inputs", str(inputs), "--data-dir", str(tmp_path / "data"), "--partition", PARTITION]
+    )
+    out = capsys.readouterr().out
+    assert status == 1
+    assert f"{api_env.base_url} (MARKETCHECK_BASE_URL)" in out
+    assert "failed: inputs_valid, failure_rate" in out
+    assert api_env.api_key not in out
+
+
+def test_a_rerun_of_the_day_adopts_its_batch_job(api_env: Sandbox, tmp_path: Path) -> None:
+    """Placement through the batch API twice for one day: the second run reuses the same job."""
+    resources = {
+        "marketmatch": MarketMatchResource(
+            api_key=EnvVar("MARKETCHECK_API_KEY"), mode="batch", cache_dir=str(tmp_path / "cache")
+        ),
+        "source_data": SourceData(root=str(SAMPLE_DATA), max_rows=5),
+        "io_manager": PolarsParquetIOManager(base_dir=str(tmp_path / "data")),
+    }
+    jobs: list[Any] = []
+    for _ in range(2):
+        result = materialize(
+            [vehicles, candidate_dealers, placement], partition_key=PARTITION, resources=resources
+        )
+        (event,) = [
+            e
+            for e in result.get_asset_materialization_events()
+            if e.materialization.asset_key == AssetKey("placement")
+        ]
+        jobs.append(event.materialization.metadata["stats/batch_job_ids"].value)
+    assert isinstance(jobs[0], list)
+    assert len(jobs[0]) == 1
+    assert jobs[1] == jobs[0]
