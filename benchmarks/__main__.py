@@ -1,0 +1,117 @@
+"""``python -m benchmarks [--quick] [--only N ...] [--out DIR]``: run, print and save the table.
+
+The full run (``make bench``) writes ``benchmarks/results/latest.md`` and ``latest.json``; the
+quick run (``make bench QUICK=1``: every scenario at a small size, under a minute) writes
+``latest-quick.*`` so that it never replaces the full figures. ``--profile`` prints a
+pyinstrument profile of scenario 2 (ours) instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks import batch, fanout, overhead, throughput
+from benchmarks._report import Report, Row
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SCENARIOS = (1, 2, 3, 4, 5)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sizes:
+    """How big each scenario runs."""
+
+    fanout_requests: int
+    overhead_vehicles: tuple[int, ...]
+    """Vehicles of 100 dealers per scaling step; the largest is scenario 2."""
+    batch_rows: int
+    throughput_seconds: float
+
+
+FULL = Sizes(
+    fanout_requests=160,
+    overhead_vehicles=(100, 1_000, 10_000),
+    batch_rows=1_000_000,
+    throughput_seconds=5.0,
+)
+QUICK = Sizes(
+    fanout_requests=24,
+    overhead_vehicles=(10, 100),
+    batch_rows=20_000,
+    throughput_seconds=1.0,
+)
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _run(sizes: Sizes, only: set[int], work: Path, report: Report) -> None:
+    steps: list[tuple[set[int], str, Callable[[], tuple[list[Row], list[str]]]]] = [
+        ({1}, "1 fan-out", lambda: fanout.run(sizes.fanout_requests, progress=_say)),
+        (
+            {2, 5},
+            "2+5 overhead and scaling",
+            lambda: overhead.run(
+                [
+                    overhead.prepare(work / f"overhead-{v}", v)
+                    for v in (
+                        sizes.overhead_vehicles if 5 in only else sizes.overhead_vehicles[-1:]
+                    )
+                ],
+                progress=_say,
+            ),
+        ),
+        (
+            {3},
+            "3 batch",
+            lambda: batch.run(batch.prepare(work / "batch", sizes.batch_rows), progress=_say),
+        ),
+        (
+            {4},
+            "4 sandbox throughput",
+            lambda: throughput.run(sizes.throughput_seconds, progress=_say),
+        ),
+    ]
+    for numbers, label, step in steps:
+        if not numbers & only:
+            continue
+        _say(f"scenario {label} ...")
+        started = time.perf_counter()
+        rows, notes = step()
+        report.add([r for r in rows if int(r.scenario.split()[0]) in only], notes)
+        _say(f"scenario {label}: {time.perf_counter() - started:.0f} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmarks; print the table; write the results files."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes (under a minute)")
+    parser.add_argument(
+        "--only", type=int, nargs="+", choices=SCENARIOS, default=SCENARIOS, help="scenarios"
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the results")
+    args = parser.parse_args(argv)
+    report = Report(mode="quick" if args.quick else "full")
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="mm-bench-") as tmp:
+        _run(QUICK if args.quick else FULL, set(args.only), Path(tmp), report)
+    report.seconds = time.perf_counter() - started
+    if args.quick:
+        report.notes.insert(
+            0, "Quick mode: small sizes, a smoke test; the targets are for the full run."
+        )
+    print(report.markdown())
+    md, js = report.write(args.out, "latest-quick" if args.quick else "latest")
+    _say(f"wrote {md} and {js}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

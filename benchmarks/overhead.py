@@ -1,0 +1,263 @@
+"""Scenarios 2 and 5: the library's own cost per pair, and how it grows with the frame.
+
+Every vehicle has exactly 100 dealers, so N pairs are N / 100 ``/dealers/rank`` requests, each
+answered at once by :class:`~benchmarks._transport.InstantTransport` from precomputed bodies:
+what is left is our work (validation, planning, encoding, matching, frames) and httpx's.
+
+Each run is a fresh worker process pinned to one core with ``POLARS_MAX_THREADS=1``:
+
+- ``ours``: ``mm.rank_dealers(frame, mode="online")`` on a polars frame;
+- ``baseline``: :func:`benchmarks.baseline.rank_dealers_baseline` on the same rows as pandas,
+  through the same transport;
+- ``bound``: orjson alone: encode every request body (built beforehand as dicts) and decode
+  every response body -- the bytes any client must produce and read.
+
+The ranked outputs of ``ours`` and ``baseline`` are compared row for row.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from benchmarks._data import MATCH_FIELDS, answers, pairs
+from benchmarks._measure import measured, pin_to_one_core, run_worker
+from benchmarks._report import Row
+
+__all__ = ["prepare", "run", "task_overhead"]
+
+DEALERS_PER_VEHICLE = 100
+SEED = 2
+PAIRS_PER_SECOND_TARGET = 250_000
+BOUND_FACTOR = 3.0
+BASELINE_FACTOR = 20.0
+LINEARITY_TARGET = 1.25
+_BASE_URL = "http://marketmatch.bench.invalid"
+_KEY = "mc_test_benchmarks"
+_WHICH = ("ours", "baseline", "bound")
+
+
+def prepare(directory: Path, vehicles: int) -> Path:
+    """Write the pairs and precomputed answers for *vehicles* vehicles; return the folder."""
+    directory.mkdir(parents=True, exist_ok=True)
+    frame = pairs(vehicles, dealers=DEALERS_PER_VEHICLE, seed=SEED)
+    frame.write_parquet(directory / "pairs.parquet")
+    answers(frame).write_parquet(directory / "answers.parquet")
+    return directory
+
+
+def _load(directory: Path) -> tuple[pl.DataFrame, dict[str, bytes]]:
+    frame = pl.read_parquet(directory / "pairs.parquet")
+    bodies = pl.read_parquet(directory / "answers.parquet")
+    return frame, dict(zip(bodies["vin"].to_list(), bodies["body"].to_list(), strict=True))
+
+
+def _bound(frame: pl.DataFrame, bodies: dict[str, bytes]) -> dict[str, Any]:
+    import orjson  # noqa: PLC0415
+
+    requests = [
+        {
+            "vin": {"vin": vin, "price": price, "miles": miles},
+            "dealers": group.select("source", "zip").to_dicts(),
+        }
+        for (vin, price, miles), group in frame.group_by(
+            ["vin", "price", "miles"], maintain_order=True
+        )
+    ]
+    raw = list(bodies.values())
+    with measured() as encode:
+        for request in requests:
+            orjson.dumps(request)
+    with measured() as decode:
+        for body in raw:
+            orjson.loads(body)
+    return {
+        "seconds": encode.seconds + decode.seconds,
+        "encode_seconds": encode.seconds,
+        "decode_seconds": decode.seconds,
+        "peak_added_mb": None,
+        "requests": len(requests),
+    }
+
+
+def task_overhead(args: dict[str, Any]) -> dict[str, Any]:
+    """Worker: run ``args["which"]`` (ours, baseline or bound) on ``args["data"]``."""
+    import mm_pipeline as mm  # noqa: PLC0415
+    from benchmarks._transport import InstantTransport  # noqa: PLC0415
+    from benchmarks.baseline import rank_dealers_baseline  # noqa: PLC0415
+
+    directory, which = Path(args["data"]), args["which"]
+    frame, bodies = _load(directory)
+    pin_to_one_core()
+    if which == "bound":
+        return _bound(frame, bodies)
+    transport = InstantTransport(bodies)
+    out = directory / f"{which}.parquet"
+    if which == "ours":
+        client = mm.MarketMatchClient(_KEY, _BASE_URL, transport=transport)
+        with measured() as m:
+            result = mm.rank_dealers(frame, client=client, mode="online", progress=False)
+        ranked, failed = result.ranked.select(MATCH_FIELDS), result.failed.height
+        rate_limited = result.stats.rate_limited
+    else:
+        table = frame.to_pandas()
+        with measured() as m:
+            run = rank_dealers_baseline(
+                table, base_url=_BASE_URL, api_key=_KEY, transport=transport
+            )
+        ranked, failed, rate_limited = pl.from_pandas(run.ranked), 0, run.rate_limited
+    ranked.write_parquet(out)
+    return {
+        "seconds": m.seconds,
+        "cpu_seconds": m.cpu_seconds,
+        "peak_added_mb": m.peak_added_mb,
+        "peak_exact": m.peak_exact,
+        "input_mb": frame.estimated_size() / 2**20,
+        "requests": transport.requests,
+        "rate_limited": rate_limited,
+        "ranked": ranked.height,
+        "failed": failed,
+    }
+
+
+def _canonical(path: Path) -> pl.DataFrame:
+    frame = pl.read_parquet(path).select(MATCH_FIELDS)
+    schema = pl.Schema(
+        {
+            "vin": pl.String,
+            "price": pl.Int64,
+            "miles": pl.Int64,
+            "source": pl.String,
+            "zip": pl.String,
+            "mc_location_id": pl.String,
+            "vin_score": pl.Float64,
+            "dealer_ymm_score": pl.Float64,
+            "vin_rank": pl.Int64,
+        }
+    )
+    return frame.cast(schema).sort("vin", "vin_rank")
+
+
+def same_output(directory: Path) -> bool:
+    """Tell whether ours and the baseline ranked the same pairs the same way."""
+    return _canonical(directory / "ours.parquet").equals(_canonical(directory / "baseline.parquet"))
+
+
+def run(directories: list[Path], *, progress: Any = print) -> tuple[list[Row], list[str]]:
+    """Run scenario 2 on the largest prepared size and scenario 5 over all of them."""
+    results: list[dict[str, dict[str, Any]]] = []
+    sizes: list[int] = []
+    for directory in directories:
+        sizes.append(pl.scan_parquet(directory / "pairs.parquet").select(pl.len()).collect().item())
+        progress(f"  overhead: {sizes[-1]:,} pairs ...")
+        results.append(
+            {
+                which: run_worker("overhead", {"data": str(directory), "which": which})
+                for which in _WHICH
+            }
+        )
+    rows = _overhead_rows(sizes[-1], results[-1], same_output(directories[-1]))
+    notes = _overhead_notes(sizes[-1], results[-1])
+    rows += _scaling_rows(sizes, results)
+    return rows, notes
+
+
+def _overhead_rows(n: int, result: dict[str, dict[str, Any]], same: bool) -> list[Row]:
+    ours, base, bound = result["ours"], result["baseline"], result["bound"]
+    name = f"2 overhead ({n:,} pairs, {ours['requests']:,} req)"
+    seconds = ours["seconds"]
+    return [
+        Row(
+            scenario=name,
+            figure="wall time (1 core)",
+            unit="s",
+            ours=seconds,
+            baseline=base["seconds"],
+            bound=bound["seconds"],
+            target=f"≤ {BOUND_FACTOR:g}x bound",
+            met=seconds <= BOUND_FACTOR * bound["seconds"],
+        ),
+        Row(
+            scenario=name,
+            figure="speed-up over baseline",
+            unit="x",
+            ours=base["seconds"] / seconds,
+            baseline=1.0,
+            bound=base["seconds"] / bound["seconds"],
+            target=f"≥ {BASELINE_FACTOR:g}x",
+            met=base["seconds"] >= BASELINE_FACTOR * seconds,
+            higher_is_better=True,
+        ),
+        Row(
+            scenario=name,
+            figure="throughput (1 core)",
+            unit="pairs/s",
+            ours=n / seconds,
+            baseline=n / base["seconds"],
+            bound=n / bound["seconds"],
+            target=f"≥ {PAIRS_PER_SECOND_TARGET:,}",
+            met=n / seconds >= PAIRS_PER_SECOND_TARGET,
+            higher_is_better=True,
+        ),
+        Row(
+            scenario=name,
+            figure="peak RSS added",
+            unit="MB",
+            ours=ours["peak_added_mb"],
+            baseline=base["peak_added_mb"],
+            target="reported",
+        ),
+        Row(
+            scenario=name,
+            figure="ranked pairs (same as baseline's)",
+            unit="pairs",
+            ours=ours["ranked"],
+            baseline=base["ranked"],
+            bound=n,
+            target="all ranked, identical",
+            met=same and ours["ranked"] == n and ours["failed"] == 0,
+        ),
+    ]
+
+
+def _overhead_notes(n: int, result: dict[str, dict[str, Any]]) -> list[str]:
+    ours, bound = result["ours"], result["bound"]
+    return [
+        f"Scenario 2: the input frame of {n:,} pairs takes {ours['input_mb']:.0f} MB in memory; "
+        f"the bound is orjson encoding ({bound['encode_seconds']:.2f} s) plus decoding "
+        f"({bound['decode_seconds']:.2f} s); ours used {ours['cpu_seconds']:.2f} CPU s in "
+        f"{ours['seconds']:.2f} s, with {ours['rate_limited']} 429s."
+    ]
+
+
+def _growth(before: dict[str, Any], after: dict[str, Any], key: str, factor: float) -> float | None:
+    """``after[key] / before[key]`` relative to linear growth by *factor* (1.0 = linear)."""
+    a, b = before.get(key), after.get(key)
+    return None if a is None or b is None or a <= 0 else (b / a) / factor
+
+
+def _scaling_rows(sizes: list[int], results: list[dict[str, dict[str, Any]]]) -> list[Row]:
+    rows = []
+    for i in range(1, len(sizes)):
+        factor = sizes[i] / sizes[i - 1]
+        before, after = results[i - 1], results[i]
+        for figure, key in (
+            ("time growth ÷ linear", "seconds"),
+            ("peak RSS growth ÷ linear", "peak_added_mb"),
+        ):
+            ours = _growth(before["ours"], after["ours"], key, factor)
+            rows.append(
+                Row(
+                    scenario=f"5 scaling {sizes[i - 1]:,} → {sizes[i]:,} pairs",
+                    figure=figure,
+                    unit="ratio",
+                    ours=ours,
+                    baseline=_growth(before["baseline"], after["baseline"], key, factor),
+                    bound=_growth(before["bound"], after["bound"], key, factor),
+                    target=f"≤ {LINEARITY_TARGET:g} (1 = linear)",
+                    met=ours is not None and ours <= LINEARITY_TARGET,
+                )
+            )
+    return rows
