@@ -2,8 +2,8 @@
 
 The full run (``make bench``) writes ``benchmarks/results/latest.md`` and ``latest.json``; the
 quick run (``make bench QUICK=1``: every scenario at a small size, under a minute) writes
-``latest-quick.*`` so that it never replaces the full figures. ``--profile`` prints a
-pyinstrument profile of scenario 2 (ours) instead.
+``latest-quick.*`` so that it never replaces the full figures. Scenario 2 also writes a
+pyinstrument profile of ours beside them (``latest-profile.txt``).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def _run(sizes: Sizes, only: set[int], work: Path, report: Report) -> None:
+def _run(sizes: Sizes, only: set[int], work: Path, out: Path, stem: str, report: Report) -> None:
     steps: list[tuple[set[int], str, Callable[[], tuple[list[Row], list[str]]]]] = [
         ({1}, "1 fan-out", lambda: fanout.run(sizes.fanout_requests, progress=_say)),
         (
@@ -65,6 +65,7 @@ def _run(sizes: Sizes, only: set[int], work: Path, report: Report) -> None:
                         sizes.overhead_vehicles if 5 in only else sizes.overhead_vehicles[-1:]
                     )
                 ],
+                profile_to=out / f"{stem}-profile.txt",
                 progress=_say,
             ),
         ),
@@ -100,15 +101,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     report = Report(mode="quick" if args.quick else "full")
     started = time.perf_counter()
+    stem = "latest-quick" if args.quick else "latest"
+    args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="mm-bench-") as tmp:
-        _run(QUICK if args.quick else FULL, set(args.only), Path(tmp), report)
+        _run(QUICK if args.quick else FULL, set(args.only), Path(tmp), args.out, stem, report)
     report.seconds = time.perf_counter() - started
     if args.quick:
         report.notes.insert(
             0, "Quick mode: small sizes, a smoke test; the targets are for the full run."
         )
     print(report.markdown())
-    md, js = report.write(args.out, "latest-quick" if args.quick else "latest")
+    md, js = report.write(args.out, stem)
     _say(f"wrote {md} and {js}")
     return 0
 

@@ -15,12 +15,26 @@ import polars as pl
 from mm_pipeline.sandbox._market import Market
 from sample_data.generate import make_vehicles
 
-__all__ = ["BATCH_DEALERS", "KEY_COLUMNS", "MATCH_FIELDS", "answers", "pairs"]
+__all__ = ["BATCH_DEALERS", "KEY_COLUMNS", "MATCH_FIELDS", "answers", "canonical", "pairs"]
 
 KEY_COLUMNS = ("vin", "price", "miles", "source", "zip")
 """The columns of a benchmark pairs frame (and of a batch upload)."""
 MATCH_FIELDS = (*KEY_COLUMNS, "mc_location_id", "vin_score", "dealer_ymm_score", "vin_rank")
 """The fields of a ``RankedMatch``, in the API's order."""
+MATCH_SCHEMA = pl.Schema(
+    {
+        "vin": pl.String,
+        "price": pl.Int64,
+        "miles": pl.Int64,
+        "source": pl.String,
+        "zip": pl.String,
+        "mc_location_id": pl.String,
+        "vin_score": pl.Float64,
+        "dealer_ymm_score": pl.Float64,
+        "vin_rank": pl.Int64,
+    }
+)
+"""The ``RankedMatch`` fields with the dtypes outputs are compared in."""
 BATCH_DEALERS = (10, 150)
 """Candidate dealers per vehicle in batch-shaped data (as ``sample_data/generate.py``)."""
 
@@ -82,3 +96,8 @@ def answers(frame: pl.DataFrame) -> pl.DataFrame:
             .alias("body"),
         )
     )
+
+
+def canonical(frame: pl.DataFrame) -> pl.DataFrame:
+    """The match fields of any ranked output, typed and sorted, for comparing outputs."""
+    return frame.select(MATCH_SCHEMA.names()).cast(MATCH_SCHEMA).sort("vin", "vin_rank", "source")

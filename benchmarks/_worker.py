@@ -11,11 +11,12 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks import batch, overhead
+from benchmarks import _profile, batch, overhead
 
 TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "overhead": overhead.task_overhead,
     "batch_client": batch.task_client,
+    "profile": _profile.task_profile,
 }
 
 

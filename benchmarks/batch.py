@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import polars as pl
 
-from benchmarks._data import BATCH_DEALERS, KEY_COLUMNS, pairs
+from benchmarks._data import BATCH_DEALERS, KEY_COLUMNS, canonical, pairs
 from benchmarks._measure import measured, rss_mb, run_worker
 from benchmarks._report import Row
 from benchmarks._sandbox import SandboxProcess, sandbox_process
@@ -39,17 +39,6 @@ JOB_SECONDS = 20.0
 _JOBS = "/v2/batch/marketmatch/rank/jobs"
 _POLL = 0.05
 _JOB_TIMEOUT = 300.0
-_RESULT_TYPES = {
-    "vin": pl.String,
-    "price": pl.Int64,
-    "miles": pl.Int64,
-    "source": pl.String,
-    "zip": pl.String,
-    "mc_location_id": pl.String,
-    "vin_score": pl.Float64,
-    "dealer_ymm_score": pl.Float64,
-    "vin_rank": pl.Int64,
-}
 
 
 def prepare(directory: Path, rows: int) -> Path:
@@ -106,13 +95,13 @@ def _parse(which: str, directory: Path) -> dict[str, Any]:
 
         with measured() as m:
             frame = read_result_file(path)
-        parsed = frame.select(list(_RESULT_TYPES)).cast(_RESULT_TYPES)  # type: ignore[arg-type]
+        parsed = canonical(frame)
     elif which == "baseline":
         import pandas as pd  # noqa: PLC0415
 
         with measured() as m:
             table = pd.read_csv(path, dtype={"zip": str, "mc_location_id": str})
-        parsed = pl.from_pandas(table[list(_RESULT_TYPES)]).cast(_RESULT_TYPES)  # type: ignore[arg-type]
+        parsed = canonical(pl.from_pandas(table))
     else:
         import pyarrow as pa  # noqa: PLC0415
         import pyarrow.csv as pa_csv  # noqa: PLC0415
@@ -120,8 +109,8 @@ def _parse(which: str, directory: Path) -> dict[str, Any]:
         types = {"zip": pa.string(), "mc_location_id": pa.string(), "price": pa.int64()}
         with measured() as m:
             arrow = pa_csv.read_csv(path, convert_options=pa_csv.ConvertOptions(column_types=types))
-        parsed = pl.from_arrow(arrow).select(list(_RESULT_TYPES)).cast(_RESULT_TYPES)  # type: ignore[union-attr,arg-type]
-    parsed.sort("vin", "vin_rank", "source").write_parquet(directory / f"{which}-parsed.parquet")
+        parsed = canonical(pl.DataFrame(pl.from_arrow(arrow)))
+    parsed.write_parquet(directory / f"{which}-parsed.parquet")
     return {"m": m, "rows": parsed.height}
 
 
