@@ -69,6 +69,7 @@ class Measurement:
 
     seconds: float = 0.0
     cpu_seconds: float = 0.0
+    gc_seconds: float = 0.0
     rss_before_mb: float = 0.0
     peak_mb: float = 0.0
     peak_exact: bool = True
@@ -81,15 +82,28 @@ class Measurement:
 
 @contextlib.contextmanager
 def measured() -> Iterator[Measurement]:
-    """Time a block and record the peak RSS reached inside it."""
+    """Time a block (wall, CPU and garbage collection) and record its peak RSS."""
     gc.collect()
     result = Measurement(rss_before_mb=rss_mb())
     result.peak_exact = _reset_peak()
+    collecting = 0.0
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        nonlocal collecting
+        if phase == "start":
+            collecting = time.perf_counter()
+        else:
+            result.gc_seconds += time.perf_counter() - collecting
+
+    gc.callbacks.append(on_gc)
     cpu, started = time.process_time(), time.perf_counter()
-    yield result
-    result.seconds = time.perf_counter() - started
-    result.cpu_seconds = time.process_time() - cpu
-    result.peak_mb = _peak_mb()
+    try:
+        yield result
+    finally:
+        result.seconds = time.perf_counter() - started
+        result.cpu_seconds = time.process_time() - cpu
+        result.peak_mb = _peak_mb()
+        gc.callbacks.remove(on_gc)
 
 
 def pin_to_one_core() -> None:

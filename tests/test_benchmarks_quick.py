@@ -93,7 +93,9 @@ def test_quick_mode_outputs_match_the_baseline(quick_run: tuple[str, dict[str, A
     assert len(checks) == 2
     assert all(r["met"] for r in checks), checks
     parsed = [r for r in results["rows"] if r["figure"] == "parse result into typed frame"]
-    assert "equal across ours, pandas and pyarrow: True" in " ".join(results["notes"]), parsed
+    notes = " ".join(results["notes"])
+    assert "same rows across ours, pandas and pyarrow: True" in notes, parsed
+    assert "parsed results are equal: True" in notes, parsed
 
 
 def test_ratios_read_the_same_way_for_times_and_rates() -> None:
