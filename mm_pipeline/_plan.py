@@ -11,6 +11,7 @@ arithmetic: the fan-out follows :func:`split_sizes`, and :func:`plan` counts wit
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, cast
 
@@ -112,11 +113,15 @@ def split_sizes(n: int, chunk_size: int) -> list[int]:
     return [base + 1] * extra + [base] * (count - extra)
 
 
-def group_rounds(n: int, chunk_size: int, exact_top_k: int) -> list[int]:
+def group_rounds(
+    n: int, chunk_size: int, exact_top_k: int, *, preranked: Sequence[int] = ()
+) -> list[int]:
     """Count the requests per round for one group of ``n`` items.
 
     Round 1 ranks every chunk; each further round ranks the top ``exact_top_k`` of every chunk
-    of the round before, until a single request holds all candidates.
+    of the round before, until a single request holds all candidates. ``preranked`` gives the
+    sizes of chunks already ranked (the batch route's order of a vehicle's dealers with a zip,
+    merged with the ``n`` unranked ones): their top ``exact_top_k`` join round 1.
 
     Examples
     --------
@@ -126,9 +131,16 @@ def group_rounds(n: int, chunk_size: int, exact_top_k: int) -> list[int]:
     [10, 1]
     >>> group_rounds(5000, 100, 10)
     [50, 5, 1]
+    >>> group_rounds(12, 100, 10, preranked=[308])  # 10 + 12 candidates: one request
+    [1]
+    >>> group_rounds(0, 100, 10, preranked=[308])  # nothing to merge
+    []
     """
+    rankings = [size for size in preranked if size > 0]
+    if n <= 0 and len(rankings) <= 1:
+        return []
     rounds: list[int] = []
-    remaining = n
+    remaining = n + sum(min(exact_top_k, size) for size in rankings)
     while remaining > 0:
         sizes = split_sizes(remaining, chunk_size)
         rounds.append(len(sizes))
@@ -261,6 +273,14 @@ def plan(
     rows are counted, not raised), exact duplicates are counted once, and every group is planned
     with the same chunking and re-ranking rounds as the real run. Requests re-sent after a 422
     or a retry are not foreseeable and not counted.
+
+    The plan prices the **online** route. When ``rank_dealers`` takes the batch route
+    (``mode="batch"``, or ``"auto"`` above 2,000 planned requests), the pairs with a ``zip``
+    go through batch jobs instead, and only the vehicles that also have dealers without a zip
+    are completed online: :func:`group_rounds` ``(n, chunk_size, exact_top_k,
+    preranked=[b])`` requests for a vehicle with ``n`` such dealers and ``b`` batch-ranked ones
+    (one request when ``n + min(b, exact_top_k) <= chunk_size``), counted in
+    ``RankStats.merge_requests``.
 
     Parameters
     ----------

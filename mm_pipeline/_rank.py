@@ -4,10 +4,20 @@ One call: normalise and validate the pairs (``_normalize``), drop exact duplicat
 (``_plan``), then route the distinct valid pairs -- online (``_fanout`` + ``_exact``) or, for
 ``rank_dealers`` with ``mode="batch"``/``"auto"``, through batch jobs (``_batch_route``) -- and
 return typed frames in a :class:`~mm_pipeline.RankResult`.
+
+The batch route is hybrid. The batch file has no ``mc_location_id`` column, so only pairs with
+a ``zip`` go through batch jobs; batch ranks every vehicle's dealers with a zip in one exact
+order. A vehicle that also has dealers without a zip (known by ``mc_location_id`` alone, or a
+single-location source) is then completed online: its batch order is one pre-ranked chunk that
+the re-ranking rounds of ``_exact`` merge with the other dealers (typically one request per
+vehicle: the batch top-K plus the dealers without a zip). Its ranks 1..K are exact, the rest
+follow the documented rule of ``_exact``; vehicles whose dealers all have a zip keep the batch
+ranks, exact throughout.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Literal, TypedDict, overload
@@ -33,7 +43,14 @@ from mm_pipeline._frames import (
     ROW,
 )
 from mm_pipeline._normalize import OnInvalid, Prepared, prepare
-from mm_pipeline._plan import GROUP_KEYS, Endpoint, Plan, plan_prepared, resolve_sizes
+from mm_pipeline._plan import (
+    GROUP_KEYS,
+    Endpoint,
+    Plan,
+    group_rounds,
+    plan_prepared,
+    resolve_sizes,
+)
 from mm_pipeline._result import RankResult, RankStats
 from mm_pipeline._sync import run_sync
 
@@ -82,12 +99,53 @@ def _empty_outcome() -> OnlineOutcome:
 
 
 def _split_for_batch(pairs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Whole vehicles whose every dealer has a zip go to batch; the others stay online."""
-    all_zip = pl.col("zip").is_not_null().all().over(GROUP_KEYS["dealers"])
-    marked = pairs.with_columns(_batch=all_zip)
-    return (
-        marked.filter(~pl.col("_batch")).drop("_batch"),
-        marked.filter(pl.col("_batch")).drop("_batch"),
+    """Pairs with a zip go to batch; the others (no zip: not in the batch file) stay online."""
+    has_zip = pl.col("zip").is_not_null()
+    return pairs.filter(~has_zip), pairs.filter(has_zip)
+
+
+def _hand_over(
+    batch: BatchOutcome, online_pairs: pl.DataFrame, pairs: pl.DataFrame
+) -> tuple[BatchOutcome, pl.DataFrame]:
+    """Split the batch ranks: final ones, and pre-ranked pairs of vehicles to complete online.
+
+    Batch ranks order the dealers of a VIN across all its rows; they are renumbered 1..N per
+    vehicle (``vin``, ``price``, ``miles``), which keeps their (exact) order. The pre-ranked
+    pairs carry their input columns and ``_row`` (from ``pairs``), the batch scores and rank,
+    and the rooftop id the batch resolved (``answered_mc_location_id``), as
+    :func:`~mm_pipeline._fanout.rank_online` takes them.
+    """
+    keys = list(GROUP_KEYS["dealers"])
+    ranked = batch.ranked.with_columns(
+        pl.col("vin_rank").rank("ordinal").over(keys).cast(pl.UInt32)
+    )
+    completed_online = online_pairs.select(keys).unique()
+    hybrid = ranked.join(completed_online, on=keys, how="semi")
+    preranked = pairs.join(
+        hybrid.select(
+            ROW,
+            "vin_rank",
+            "vin_score",
+            "dealer_ymm_score",
+            pl.col("mc_location_id").alias("answered_mc_location_id"),
+        ),
+        on=ROW,
+    )
+    final = ranked.join(completed_online, on=keys, how="anti")
+    return dataclasses.replace(batch, ranked=final), preranked
+
+
+def _online_requests(
+    online_pairs: pl.DataFrame, preranked: pl.DataFrame, *, chunk_size: int, exact_top_k: int
+) -> int:
+    """Count the requests of an error-free online part (groups merged with pre-ranked pairs)."""
+    keys = list(GROUP_KEYS["dealers"])
+    sizes = online_pairs.group_by(keys).len("unranked")
+    sizes = sizes.join(preranked.group_by(keys).len("preranked"), on=keys, how="left").fill_null(0)
+    counts = sizes.group_by("unranked", "preranked").len("groups")
+    return sum(
+        groups * sum(group_rounds(n, chunk_size, exact_top_k, preranked=[pre]))
+        for n, pre, groups in counts.iter_rows()
     )
 
 
@@ -136,18 +194,25 @@ async def _arank(
     plan = plan_prepared(
         prepared.pairs, endpoint=endpoint, chunk_size=chunk_size, exact_top_k=exact_top_k
     )
-    online_pairs, batch_pairs, online_plan = prepared.pairs, prepared.pairs.clear(), plan
+    online_pairs, batch_pairs = prepared.pairs, prepared.pairs.clear()
     use_batch = mode == "batch" or (mode == "auto" and plan.requests > BATCH_THRESHOLD_REQUESTS)
     if endpoint == "dealers" and use_batch:
         online_pairs, batch_pairs = _split_for_batch(prepared.pairs)
-        online_plan = plan_prepared(
-            online_pairs, endpoint=endpoint, chunk_size=chunk_size, exact_top_k=exact_top_k
-        )
     client = options.get("client") or MarketMatchClient()
     progress = options.get("progress")
     online = _empty_outcome()
     batch: BatchOutcome | None = None
+    preranked: pl.DataFrame | None = None
+    planned = plan.requests
     async with client.session() as session:
+        if batch_pairs.height:
+            batch = await _run_batch(
+                batch_pairs, session=session, progress=progress, options=options
+            )
+            batch, preranked = _hand_over(batch, online_pairs, prepared.pairs)
+            planned = _online_requests(
+                online_pairs, preranked, chunk_size=chunk_size, exact_top_k=exact_top_k
+            )
         if online_pairs.height:
             online = await rank_online(
                 online_pairs,
@@ -158,11 +223,8 @@ async def _arank(
                 concurrency=2 * client.max_concurrency,
                 on_request_failed=on_request_failed,
                 progress=progress,
-                planned_requests=online_plan.requests,
-            )
-        if batch_pairs.height:
-            batch = await _run_batch(
-                batch_pairs, session=session, progress=progress, options=options
+                planned_requests=planned,
+                preranked=preranked,
             )
         http = session.stats
     return _result(
@@ -216,6 +278,7 @@ def _result(
         rate_limited=requests[2],
         rerank_rounds=online.counters.rerank_rounds,
         rerank_requests=online.counters.rerank_requests,
+        merge_requests=online.counters.merge_requests,
         resent_after_422=online.counters.resent_after_422,
         consistency_violations=online.counters.consistency_violations,
         unmatched_answers=online.counters.unmatched_answers,
@@ -300,9 +363,12 @@ def rank_dealers(
         A :class:`~mm_pipeline.MarketMatchClient`; default: one from the environment
         (``MARKETCHECK_API_KEY``, ``MARKETCHECK_BASE_URL``).
     mode
-        ``"online"`` (the rank endpoints), ``"batch"`` (batch jobs for every vehicle whose
-        dealers all have a ``zip``; the others online) or ``"auto"`` (batch when the online
-        plan needs more than 2,000 requests).
+        ``"online"`` (the rank endpoints), ``"batch"`` or ``"auto"`` (batch when the online
+        plan needs more than 2,000 requests). The batch route sends every pair with a ``zip``
+        through batch jobs (exact ranks); a vehicle that also has dealers without a ``zip``
+        (e.g. ``mc_location_id`` only) is completed online by merging them with its batch
+        order -- about one request per such vehicle (``stats.merge_requests``); its ranks
+        1..K are then exact and the rest follow the rule of ``exact_top_k``.
     exact_top_k
         For groups larger than one request: ranks 1..K are made exact with re-ranking rounds
         (``rank_exact`` true); ranks beyond K follow the documented order of

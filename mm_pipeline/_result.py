@@ -32,6 +32,9 @@ class RankStats:
     rerank_rounds, rerank_requests
         Re-ranking rounds of the deepest group (0 when every group fitted one request) and the
         requests they took in total.
+    merge_requests
+        Online requests that merged a vehicle's dealers without a ``zip`` into its batch
+        ranking (batch route; about one per such vehicle).
     resent_after_422
         Chunks sent again after a 422 named some of their items.
     consistency_violations
@@ -62,6 +65,7 @@ class RankStats:
     rate_limited: int = 0
     rerank_rounds: int = 0
     rerank_requests: int = 0
+    merge_requests: int = 0
     resent_after_422: int = 0
     consistency_violations: int = 0
     unmatched_answers: int = 0
@@ -121,7 +125,8 @@ class RankResult:
                 "requests",
                 f"{s.requests:,} ({s.retries:,} retries, {s.rate_limited:,} rate-limited, "
                 f"{s.resent_after_422:,} re-sent after 422); re-ranking: {s.rerank_rounds} "
-                f"round(s), {s.rerank_requests:,} requests",
+                f"round(s), {s.rerank_requests:,} requests"
+                + (f"; batch merge: {s.merge_requests:,} requests" if s.merge_requests else ""),
             ),
             (
                 "checks",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import httpx
 import pytest
 
 from dagster_defs._local import INSTANCE_TEMPLATE, dagster_home, local_api
@@ -49,3 +50,33 @@ def test_a_given_api_is_used_as_is(monkeypatch: pytest.MonkeyPatch) -> None:
         assert api.base_url == "https://api.example.test"
         assert not api.sandbox
         assert "mc_test_given" not in repr(api) + api.describe()
+
+
+def test_the_embedded_sandbox_is_fast_and_its_results_go_with_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The demo's sandbox allows 100 req/s; its batch results are cached only while it runs."""
+    for name in ("MARKETCHECK_BASE_URL", "MARKETCHECK_API_KEY", "MM_PIPELINE_CACHE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    with local_api() as api:
+        assert api.sandbox
+        response = httpx.get(
+            f"{api.base_url}/v2/batch/marketmatch/rank/jobs",
+            params={"api_key": os.environ["MARKETCHECK_API_KEY"]},
+        )
+        assert response.headers["RateLimit-Limit"] == "100"
+        cache = Path(os.environ["MM_PIPELINE_CACHE_DIR"])
+        assert cache.is_dir()
+    assert not cache.exists()
+    assert "MM_PIPELINE_CACHE_DIR" not in os.environ
+
+
+def test_a_cache_dir_set_by_the_user_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MM_PIPELINE_CACHE_DIR given by the user is used as is, also with the embedded sandbox."""
+    monkeypatch.delenv("MARKETCHECK_BASE_URL", raising=False)
+    monkeypatch.setenv("MM_PIPELINE_CACHE_DIR", str(tmp_path))
+    with local_api():
+        assert os.environ["MM_PIPELINE_CACHE_DIR"] == str(tmp_path)
+    assert os.environ["MM_PIPELINE_CACHE_DIR"] == str(tmp_path)

@@ -8,24 +8,36 @@ from typing import Any
 
 import polars as pl
 import pytest
-from dagster import AssetKey, DagsterInstance, EnvVar, materialize
+from dagster import (
+    AssetKey,
+    DagsterInstance,
+    EnvVar,
+    ExecuteInProcessResult,
+    instance_for_test,
+    materialize,
+)
 
 import mm_pipeline as mm
 from dagster_defs import demo
 from dagster_defs.assets import ALL_ASSETS, candidate_dealers, placement, vehicles
 from dagster_defs.checks import RANKING_CHECKS
+from dagster_defs.demo import run_daily
 from dagster_defs.io_manager import PolarsParquetIOManager
 from dagster_defs.resources import MarketMatchResource, SourceData
 from mm_pipeline.sandbox import Sandbox
-from tests.dagster.conftest import PARTITION, ROWS, SAMPLE_DATA, DailyRun
+from tests.dagster.conftest import PARTITION, ROWS, SAMPLE_DATA, DailyRun, api_env_vars
 from tests.dagster.test_definitions import ASSETS
 
 
-def _metadata(run: DailyRun, asset: str) -> dict[str, Any]:
+def _metadata_of(result: ExecuteInProcessResult, asset: str) -> dict[str, Any]:
     (event,) = [
-        e for e in run.result.get_asset_materialization_events() if e.asset_key == AssetKey(asset)
+        e for e in result.get_asset_materialization_events() if e.asset_key == AssetKey(asset)
     ]
     return {key: value.value for key, value in event.materialization.metadata.items()}
+
+
+def _metadata(run: DailyRun, asset: str) -> dict[str, Any]:
+    return _metadata_of(run.result, asset)
 
 
 def test_every_asset_materializes_and_every_check_passes(daily_run: DailyRun) -> None:
@@ -208,3 +220,85 @@ def test_a_rerun_of_the_day_adopts_its_batch_job(api_env: Sandbox, tmp_path: Pat
     assert isinstance(jobs[0], list)
     assert len(jobs[0]) == 1
     assert jobs[1] == jobs[0]
+
+
+def _checks(result: Any, asset: str) -> dict[str, bool]:
+    return {
+        e.check_name: e.passed
+        for e in result.get_asset_check_evaluations()
+        if e.asset_key == AssetKey(asset)
+    }
+
+
+def test_placement_through_batch_merges_the_id_only_dealers(
+    api_env: Sandbox, tmp_path: Path
+) -> None:
+    """30 vehicles x 30 dealers (2 known by id only) by batch: one job, one merge per vehicle."""
+    resources = {
+        "marketmatch": MarketMatchResource(
+            api_key=EnvVar("MARKETCHECK_API_KEY"), mode="batch", cache_dir=str(tmp_path / "cache")
+        ),
+        "source_data": SourceData(root=str(SAMPLE_DATA), max_rows=ROWS),
+        "io_manager": PolarsParquetIOManager(base_dir=str(tmp_path / "data")),
+    }
+    result = materialize(
+        [vehicles, candidate_dealers, placement], partition_key=PARTITION, resources=resources
+    )
+    assert result.success
+    assert _checks(result, "placement") == dict.fromkeys(RANKING_CHECKS, True)
+    stats = _metadata_of(result, "placement")
+    assert stats["stats/mode"] == "online+batch"
+    assert len(stats["stats/batch_job_ids"]) == 1
+    assert stats["stats/merge_requests"] == ROWS
+    placed = pl.read_parquet(tmp_path / "data" / "placement" / f"date={PARTITION}")
+    assert placed.height == ROWS * ROWS
+    dealers = pl.read_csv(SAMPLE_DATA / "dealers.csv", infer_schema=False).head(ROWS)
+    id_only = dealers.filter(pl.col("zip").is_null())["mc_location_id"]
+    assert id_only.len() == 2
+    assert placed.filter(pl.col("mc_location_id").is_in(id_only.implode()))["zip"].null_count() == 0
+    assert placed["rank_exact"].all()  # 30 dealers per vehicle: one merge request holds them all
+
+
+def test_demo_reads_every_row_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --max-rows the demo ranks whole inputs, not a slice of them."""
+    monkeypatch.delenv("MARKETCHECK_BASE_URL", raising=False)
+    monkeypatch.delenv("MARKETCHECK_API_KEY", raising=False)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name, rows in (("vehicles", 130), ("dealers", 12), ("acquisitions", 105)):
+        frame = pl.read_csv(SAMPLE_DATA / f"{name}.csv", infer_schema=False).head(rows)
+        frame.write_csv(inputs / f"{name}.csv")
+    data = tmp_path / "data"
+    status = demo.main(["--inputs", str(inputs), "--data-dir", str(data), "--partition", PARTITION])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    placed = pl.read_parquet(data / "placement" / f"date={PARTITION}")
+    assert placed.height == 130 * 12
+    assert pl.read_parquet(data / "sourcing" / f"date={PARTITION}").height == 105
+    assert "Best placements (130 vehicles" in out
+
+
+@pytest.mark.slow
+def test_the_whole_sample_data_passes_every_check(
+    sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The main job's work: 1,200 vehicles x 320 dealers by one batch job + 1,200 merges."""
+    sandbox.reset()
+    for name, value in api_env_vars(sandbox).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MM_PIPELINE_CACHE_DIR", str(tmp_path / "cache"))
+    with instance_for_test() as instance:
+        result = run_daily(
+            PARTITION, instance=instance, inputs=str(SAMPLE_DATA), data_dir=str(tmp_path / "data")
+        )
+    table, best, ok = demo.summarize(result)
+    assert ok, table
+    assert table.filter(pl.col("asset") == "placement")["rows"].item() == 1_200 * 320
+    assert best.height == 1_200
+    stats = _metadata_of(result, "placement")
+    assert len(stats["stats/batch_job_ids"]) == 1
+    assert stats["stats/merge_requests"] == 1_200
+    assert stats["stats/requests"] < 1_200 + 20
