@@ -23,6 +23,11 @@ plus ``price`` / ``miles`` where both sides have them; extra fields are ignored.
   naming the groups and pairs affected -- never a partial result presented as complete; with
   ``"fail"`` the group's pairs go to ``failed`` as ``ranking_failed`` and the rest is ranked.
   Errors about the account (401, 403, exhausted quota) always stop the run.
+
+A group may also carry pre-ranked pairs (the batch route's exact order of a vehicle's dealers
+with a zip): they are merged with the group's other pairs by the re-ranking rounds of
+``_exact`` (``rank_online``'s ``preranked``); their batch scores are checked against every
+online answer that mentions them.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from mm_pipeline._exceptions import (
 from mm_pipeline._frames import (
     DEALER_FIELDS,
     FAILED_SCHEMA,
+    PAIR_COLUMNS,
     RANKED_SCHEMA,
     ROW,
     VIN_FIELDS,
@@ -88,6 +94,7 @@ class Counters:
 
     rerank_rounds: int = 0
     rerank_requests: int = 0
+    merge_requests: int = 0
     consistency_violations: int = 0
     resent_after_422: int = 0
     unmatched_answers: int = 0
@@ -377,6 +384,18 @@ class _ChunkRanker:
                 return q
         return None
 
+    def seed(self, first: int, preranked: pl.DataFrame) -> None:
+        """Record the scores of pre-ranked pairs (positions ``first``...), as if answered.
+
+        A later answer that scores one of them differently counts as a consistency violation.
+        """
+        columns = ("vin_score", "dealer_ymm_score", "answered_mc_location_id")
+        vin_score, dealer_score, answered_mc = (preranked.get_column(c).to_list() for c in columns)
+        end = first + preranked.height
+        self.vin_score[first:end] = vin_score
+        self.dealer_score[first:end] = dealer_score
+        self.answered_mc[first:end] = answered_mc
+
     async def rank_chunk(self, positions: list[int], *, head: str) -> list[int]:
         """Rank one chunk of the group whose single spec is ``head`` (JSON).
 
@@ -441,15 +460,15 @@ def _ranker(
     )
 
 
-def _cleaned(values: list[str | None]) -> pl.Series:
+def _cleaned(values: pl.Series) -> pl.Series:
     """Answered strings trimmed, blank as null."""
-    series = pl.Series(values, dtype=pl.String).str.strip_chars()
-    return series.replace("", None)
+    return values.str.strip_chars().replace("", None)
 
 
 def _assemble(
     pairs: pl.DataFrame, ranker: _ChunkRanker, rankings: list[tuple[list[int], int]]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Build the result frames: per-position lists become columns, gathered in polars."""
     positions: list[int] = []
     ranks: list[int] = []
     exact: list[bool] = []
@@ -457,29 +476,54 @@ def _assemble(
         positions.extend(order)
         ranks.extend(range(1, len(order) + 1))
         exact.extend([True] * exact_count + [False] * (len(order) - exact_count))
-    vin_score, dealer_score = ranker.vin_score, ranker.dealer_score
-    answered_zip, answered_mc = ranker.answered_zip, ranker.answered_mc
-    ranked = pairs.select(*RANKED_SCHEMA.names()[:6], ROW)[positions].with_columns(
-        pl.col("zip").fill_null(_cleaned([answered_zip[p] for p in positions])),
-        pl.col("mc_location_id").fill_null(_cleaned([answered_mc[p] for p in positions])),
-        vin_score=pl.Series([vin_score[p] for p in positions], dtype=pl.Float64),
-        dealer_ymm_score=pl.Series([dealer_score[p] for p in positions], dtype=pl.Float64),
+    take = pl.Series(positions, dtype=pl.Int64)
+
+    def at(values: list[Any], dtype: pl.DataType, rows: pl.Series = take) -> pl.Series:
+        return pl.Series(values, dtype=dtype).gather(rows)
+
+    ranked = pairs.select(*RANKED_SCHEMA.names()[:6], ROW)[take].with_columns(
+        pl.col("zip").fill_null(_cleaned(at(ranker.answered_zip, pl.String()))),
+        pl.col("mc_location_id").fill_null(_cleaned(at(ranker.answered_mc, pl.String()))),
+        vin_score=at(ranker.vin_score, pl.Float64()),
+        dealer_ymm_score=at(ranker.dealer_score, pl.Float64()),
         vin_rank=pl.Series(ranks, dtype=pl.UInt32),
         rank_exact=pl.Series(exact, dtype=pl.Boolean),
     )
-    codes = ranker.error_code
-    failed_at = [p for p, code in enumerate(codes) if code is not None]
+    codes = pl.Series(ranker.error_code, dtype=pl.String)
+    failed_at = codes.is_not_null().arg_true()
     failed = pairs.select(*FAILED_SCHEMA.names()[:6], ROW)[failed_at].with_columns(
         vin_score=pl.lit(None, pl.Float64),
         dealer_ymm_score=pl.lit(None, pl.Float64),
         vin_rank=pl.lit(None, pl.UInt32),
-        error_code=pl.Series([codes[p] for p in failed_at], dtype=pl.String),
-        error_message=pl.Series([ranker.error_message[p] for p in failed_at], dtype=pl.String),
+        error_code=codes.gather(failed_at),
+        error_message=at(ranker.error_message, pl.String(), failed_at),
     )
     return (
         ranked.select(*RANKED_SCHEMA.names(), ROW),
         failed.select(*FAILED_SCHEMA.names(), ROW),
     )
+
+
+def _groups(
+    pairs: pl.DataFrame, endpoint: Endpoint, first_pre: int, preranked: pl.DataFrame | None
+) -> tuple[list[list[int]], list[list[int]]]:
+    """Positions of each group: those to rank, and the pre-ranked ones in their rank order."""
+    groups: list[list[int]] = (
+        pairs.with_row_index("_position")
+        .group_by(GROUP_KEYS[endpoint], maintain_order=True)
+        .agg(pl.col("_position"))
+        .get_column("_position")
+        .to_list()
+    )
+    if preranked is None or not preranked.height:
+        return groups, [[] for _ in groups]
+    rank_of = preranked.get_column("vin_rank").to_list()
+    to_rank = [[p for p in members if p < first_pre] for members in groups]
+    pre = [
+        sorted((p for p in members if p >= first_pre), key=lambda p: rank_of[p - first_pre])
+        for members in groups
+    ]
+    return to_rank, pre
 
 
 async def rank_online(
@@ -493,6 +537,7 @@ async def rank_online(
     on_request_failed: OnRequestFailed = "raise",
     progress: bool | None = None,
     planned_requests: int | None = None,
+    preranked: pl.DataFrame | None = None,
 ) -> OnlineOutcome:
     """Rank normalised, valid, distinct pairs online, group by group.
 
@@ -512,42 +557,55 @@ async def rank_online(
         Progress bar over requests (``None``: only in terminals and notebooks).
     planned_requests
         The plan's request count, for the progress bar's total.
+    preranked
+        Further pairs of the same groups already in an exact order per group (the batch
+        route's ranks): the six pair columns as given, ``_row``, ``vin_rank``, ``vin_score``,
+        ``dealer_ymm_score`` and ``answered_mc_location_id`` (the rooftop's id as resolved).
+        Each group's pre-ranked pairs are one pre-ranked chunk of
+        :func:`~mm_pipeline._exact.rank_group`, merged with its pairs of ``pairs``; their
+        requests are counted in ``Counters.merge_requests``. They come back in the outcome like
+        the others (in ``failed`` when their group fails).
 
     Returns
     -------
     OnlineOutcome
-        Every pair exactly once in ``ranked`` or ``failed``.
+        Every pair (and pre-ranked pair) exactly once in ``ranked`` or ``failed``.
     """
-    groups: list[list[int]] = (
-        pairs.with_row_index("_position")
-        .group_by(GROUP_KEYS[endpoint], maintain_order=True)
-        .agg(pl.col("_position"))
-        .get_column("_position")
-        .to_list()
-    )
+    pairs = pairs.select(*PAIR_COLUMNS, ROW)
+    first_pre = pairs.height  # positions from here on are pre-ranked
+    if preranked is not None and preranked.height:
+        pairs = pl.concat([pairs, preranked.select(pairs.columns)])
+    groups, pre_groups = _groups(pairs, endpoint, first_pre, preranked)
     rankings: list[tuple[list[int], int]] = [([], 0)] * len(groups)
     label = "ranking dealers" if endpoint == "dealers" else "ranking vehicles"
     with progress_bar(progress, total=planned_requests, desc=label) as bar:
         ranker = _ranker(pairs, endpoint, session, bar, planned_requests or 0)
+        if preranked is not None and preranked.height:
+            ranker.seed(first_pre, preranked)
         head_fields = VIN_FIELDS if endpoint == "dealers" else DEALER_FIELDS
-        heads = json_fragments(pairs[[members[0] for members in groups]], head_fields)
+        heads = json_fragments(
+            pairs[[(members or pre)[0] for members, pre in zip(groups, pre_groups, strict=True)]],
+            head_fields,
+        )
         counters = ranker.counters
         queue: Iterator[tuple[int, list[int]]] = iter(enumerate(groups))
 
         async def worker() -> None:
             for number, members in queue:
+                pre = pre_groups[number]
                 try:
                     result = await rank_group(
                         members,
                         rank_chunk=functools.partial(ranker.rank_chunk, head=heads[number]),
                         chunk_size=chunk_size,
                         exact_top_k=exact_top_k,
+                        preranked=[pre],
                     )
                 except MarketMatchError as exc:
                     if on_request_failed == "raise" or isinstance(exc, _ACCOUNT_ERRORS):
                         raise _GroupFailedError(exc, number) from None
                     ranker._fail(
-                        members,
+                        members + pre,
                         "ranking_failed",
                         f"a request for this pair's group failed after retries: {exc}",
                         contradiction=False,
@@ -555,12 +613,15 @@ async def rank_online(
                     _log.warning("group %d failed after retries: %s", number, exc)
                     continue
                 rankings[number] = (result.order, result.exact)
-                counters.rerank_rounds = max(counters.rerank_rounds, result.rounds - 1)
-                first_round = len(split_sizes(len(members), chunk_size))
-                counters.rerank_requests += result.requests - first_round
+                if pre:
+                    counters.merge_requests += result.requests
+                else:
+                    counters.rerank_rounds = max(counters.rerank_rounds, result.rounds - 1)
+                    first_round = len(split_sizes(len(members), chunk_size))
+                    counters.rerank_requests += result.requests - first_round
                 counters.consistency_violations += result.violations
                 counters.groups_done += 1
-                counters.pairs_done += len(members)
+                counters.pairs_done += len(members) + len(pre)
 
         try:
             async with asyncio.TaskGroup() as tasks:
@@ -570,11 +631,12 @@ async def rank_online(
             stops = [exc for exc in group.exceptions if isinstance(exc, _GroupFailedError)]
             if not stops:  # not an API failure: a bug, surfaced as itself
                 raise group.exceptions[0] from None
+            number = stops[0].group
             error = stops[0].error
             error.add_note(
                 f"mm_pipeline: ranking stopped because a request failed after retries; no "
                 f"partial result is returned. The failing group has "
-                f"{len(groups[stops[0].group]):,} pairs; "
+                f"{len(groups[number]) + len(pre_groups[number]):,} pairs; "
                 f"{len(groups) - counters.groups_done:,} of {len(groups):,} groups "
                 f"({pairs.height - counters.pairs_done:,} of {pairs.height:,} pairs) were not "
                 f"completed. Pass on_request_failed='fail' to rank the other groups and get "
