@@ -90,8 +90,9 @@ def run_sync(coro_factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
     thread = threading.Thread(
         target=context.run, args=(worker.run,), name="mm_pipeline.run_sync", daemon=True
     )
-    thread.start()
     try:
+        # start() inside the try: a Ctrl-C may land while start() waits for the thread.
+        thread.start()
         while not worker.done.wait(_POLL):
             if caller is not None and caller.cancelling():
                 # The calling task was cancelled (asyncio.run turns Ctrl-C into this).
