@@ -26,7 +26,7 @@ import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -64,6 +64,8 @@ _DRAIN_BYTES = 64 * 1024 * 1024
 _FIELD_LIMITS = {"client_reference": 255, "webhook_url": 2048, "webhook_secret": 512}
 _IDEMPOTENCY_MAX = 255
 _CHUNK = 64 * 1024
+_CLIENT_GONE = 499
+"""Status of the answer nobody reads, to a client that disconnected (nginx's convention)."""
 _BATCH_STATUS = {
     "missing_file": 400,
     "invalid_file_format": 400,
@@ -246,6 +248,10 @@ class _Api:
             response = exc.response()
         except BatchError as exc:
             response = ApiError.from_batch(exc).response()
+        except ClientDisconnect:
+            # The client went away before its body was read (it gave up on a slow answer):
+            # nothing went wrong on our side, and this answer is never delivered.
+            response = Response(status_code=_CLIENT_GONE)
         response.headers.update(limits.headers())
         return response
 

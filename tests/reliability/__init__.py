@@ -1,0 +1,1 @@
+"""Reliability: faults, crashes, restarts, Dagster re-execution and load, against real servers."""
