@@ -50,10 +50,12 @@ from mm_pipeline._exceptions import (
     ChecksumMismatchError,
     ConflictError,
     DownloadError,
+    InvalidInputError,
     PermissionDeniedError,
     TransportError,
 )
-from mm_pipeline._normalize import prepare
+from mm_pipeline._frames import ROW
+from mm_pipeline._normalize import Prepared, prepare
 from mm_pipeline._progress import progress_bar
 from mm_pipeline._redact import get_logger, redact
 from mm_pipeline._sync import run_sync
@@ -291,6 +293,18 @@ class _JobProgress:
         self._bar.close()
 
 
+def _time_left(first: tuple[float, int], now: tuple[float, int]) -> float | None:
+    """Estimate a job's remaining seconds from two ``(time, percent)`` polls (None: unknown).
+
+    >>> _time_left((10.0, 0), (13.0, 60)), _time_left((10.0, 0), (13.0, 0))
+    (2.0, None)
+    """
+    (start, done_then), (at, done) = first, now
+    if not done_then < done < 100:
+        return None
+    return (at - start) * (100 - done) / (done - done_then)
+
+
 @dataclass(kw_only=True)
 class BatchSession:
     """Batch operations over an open session (used by :class:`BatchClient` and the route).
@@ -448,11 +462,19 @@ class BatchSession:
     ) -> BatchJob:
         """Poll until the job is terminal, with backoff, under one overall deadline.
 
+        The pause grows from ``poll_interval`` to ``max_poll_interval``; it is cut short when
+        the job's ``progress_percent`` says it will end sooner (at the rate seen since the
+        first poll), but no shorter than ``poll_interval / 5``, a floor that doubles with
+        every such early poll. So a short job is not waited on long after it ended, and a job
+        stuck at 99% is not polled in a tight loop.
+
         Returns the COMPLETED job; raises :class:`BatchJobFailed` for a FAILED one and
         :class:`BatchTimeoutError` when ``timeout`` seconds pass first.
         """
         deadline = time.monotonic() + timeout
         pause = self.poll_interval
+        floor = self.poll_interval / 5
+        first: tuple[float, int] | None = None
         bar = _JobProgress(progress, job_id)
         try:
             while True:
@@ -460,7 +482,8 @@ class BatchSession:
                 bar.update(job)
                 if job.is_terminal:
                     return job.raise_for_failure()
-                left = deadline - time.monotonic()
+                now = time.monotonic()
+                left = deadline - now
                 if left <= 0:
                     raise BatchTimeoutError(
                         f"batch job {job_id} is still {job.status} "
@@ -469,7 +492,14 @@ class BatchSession:
                         job_id=job_id,
                         timeout=timeout,
                     )
-                await asyncio.sleep(min(pause, left))
+                seen = (now, job.progress_percent or 0)
+                first = first or seen
+                sleep = min(pause, left)
+                eta = _time_left(first, seen)
+                if eta is not None and eta < sleep:
+                    sleep = max(eta, min(floor, sleep))
+                    floor *= 2
+                await asyncio.sleep(sleep)
                 pause = min(pause * 1.5, self.max_poll_interval)
         finally:
             bar.close()
@@ -617,9 +647,25 @@ def _check_gzip(path: Path) -> None:
     with Path(path).open("rb") as handle:
         magic = handle.read(2)
     if magic != b"\x1f\x8b":
-        raise ValueError(
+        raise InvalidInputError(
             f"{Path(path).name} is not gzip-compressed: the batch API accepts .csv.gz files only"
         )
+
+
+def _submittable(prepared: Prepared) -> pl.DataFrame:
+    """Return the pairs to submit; refuse a frame with none, or with pairs lacking a zip."""
+    pairs = prepared.pairs
+    if pairs.is_empty():
+        raise InvalidInputError("nothing to submit: the frame has no rows")
+    no_zip = pairs.filter(pl.col("zip").is_null()).get_column(ROW)
+    if no_zip.len():
+        shown = ", ".join(str(row) for row in no_zip.head(10).to_list())
+        more = f" and {no_zip.len() - 10:,} more" if no_zip.len() > 10 else ""
+        raise InvalidInputError(
+            f"the batch API needs a zip for every pair; rows without one: {shown}{more} "
+            "(rank such pairs with mm.rank_dealers(), which sends them online)"
+        )
+    return pairs
 
 
 _idempotency_key = idempotency_key  # submit() has a parameter of that name
@@ -720,7 +766,7 @@ class BatchClient:
 
     async def asubmit(
         self,
-        path_or_frame: Path | str | pl.DataFrame,
+        path_or_frame: Path | str | pl.DataFrame | pl.LazyFrame,
         *,
         client_reference: str | None = None,
         webhook_url: str | None = None,
@@ -728,10 +774,10 @@ class BatchClient:
         idempotency_key: str | None = None,
     ) -> BatchJob:
         """Async :meth:`submit`."""
-        if isinstance(path_or_frame, pl.DataFrame):
+        if isinstance(path_or_frame, pl.DataFrame | pl.LazyFrame):
             # The same normalisation and validation as rank_dealers (InvalidInputError names
             # the bad rows); exact duplicate rows are sent once.
-            pairs = prepare(path_or_frame, endpoint="dealers", on_invalid="raise").pairs
+            pairs = _submittable(prepare(path_or_frame, endpoint="dealers", on_invalid="raise"))
             with tempfile.TemporaryDirectory(prefix="mm-batch-") as tmp:
                 files = await asyncio.to_thread(write_batch_files, pairs, Path(tmp), stem="upload")
                 if len(files) > 1:
@@ -748,6 +794,11 @@ class BatchClient:
                     webhook_secret=webhook_secret,
                     key=idempotency_key,
                 )
+        if not isinstance(path_or_frame, str | os.PathLike):
+            raise TypeError(
+                "submit takes the path of a .csv.gz file or a polars DataFrame/LazyFrame, got "
+                f"{type(path_or_frame)!r}"
+            )
         return await self._submit(
             Path(path_or_frame),
             sha256=None,
@@ -807,7 +858,7 @@ class BatchClient:
 
     def submit(
         self,
-        path_or_frame: Path | str | pl.DataFrame,
+        path_or_frame: Path | str | pl.DataFrame | pl.LazyFrame,
         *,
         client_reference: str | None = None,
         webhook_url: str | None = None,
@@ -823,8 +874,9 @@ class BatchClient:
         Parameters
         ----------
         path_or_frame
-            A gzip CSV file with ``vin,price,miles,source,zip``, or a frame with those columns
-            (written to a temporary file).
+            A gzip CSV file with ``vin,price,miles,source,zip``, or a polars DataFrame or
+            LazyFrame with those columns (validated like ``rank_dealers`` input, then written
+            to a temporary file).
         client_reference
             Your own tracking reference; the job's reference is ``"<yours>:mm-<content hash>"``.
         webhook_url, webhook_secret
@@ -840,6 +892,9 @@ class BatchClient:
 
         Raises
         ------
+        InvalidInputError
+            Before any request: a file that is not gzip, or a frame with invalid rows, no
+            rows, or rows without a ``zip`` (each named).
         BatchError
             When another client's job stays active past the deadline.
         APIError

@@ -23,7 +23,10 @@ Normalised, because a user would expect it:
 Rejected: missing required columns (always raised, whatever ``on_invalid`` says), nulls in
 ``vin``/``price``/``miles``/``source``, a VIN that is not 17 characters of the VIN alphabet or
 whose check digit is wrong, a price that is not a positive whole number, miles that are negative
-or fractional, a ZIP that is not 5 digits, a source that is empty or contains spaces.
+or fractional, a ZIP that is not 5 digits, a source that is empty, contains spaces or is longer
+than a domain name can be (253 characters), an ``mc_location_id`` over 255 characters, and
+control characters in ``source`` or ``mc_location_id`` (no dealer is named so, and such values
+would only spend requests, or overflow the API's 1 MiB body limit, to learn that).
 
 Row numbers in messages are 0-based positions in the input frame (``df.row(n)``). Extra columns
 are ignored.
@@ -53,6 +56,9 @@ OnInvalid = Literal["raise", "fail"]
 
 _REQUIRED = ("vin", "price", "miles", "source")
 _SHOWN_IN_MESSAGE = 10
+_SHOWN_CHARS = 60  # of a value quoted in a message
+_CONTROL_CHARS = [chr(c) for c in (*range(0x20), 0x7F)]
+_CONTROL_ESCAPES = [f"\\x{ord(c):02x}" for c in _CONTROL_CHARS]
 _WHOLE_STRING = r"^-?\d+(\.0*)?$"
 _ZIP_PLUS_FOUR = r"^\d{5}-?\d{4}$"
 
@@ -64,6 +70,10 @@ _REASONS: dict[tuple[str, str], str] = {
     ("price", "greater_than"): "must be a positive whole number",
     ("miles", "greater_than_or_equal_to"): "must be a non-negative whole number",
     ("source", "str_matches"): "must be a dealer website domain without spaces",
+    ("source", "str_length"): "is longer than 253 characters, the limit of a domain name",
+    ("source", "no_control_characters"): "must not contain control characters",
+    ("mc_location_id", "str_length"): "must be at most 255 characters",
+    ("mc_location_id", "no_control_characters"): "must not contain control characters",
     ("zip", "str_matches"): "must be a 5-digit ZIP code",
 }
 _UNREADABLE = {
@@ -125,6 +135,10 @@ def _zip(dtype: pl.DataType) -> pl.Expr:
     return pl.when(text.str.contains(r"^\d{1,4}$")).then(text.str.zfill(5)).otherwise(text)
 
 
+def _is_pandas(value: object) -> bool:
+    return type(value).__module__.split(".")[0] == "pandas"
+
+
 def _strip_url(source: pl.Series) -> pl.Series:
     """Reduce URLs to their host: scheme, user info, ``www.``, port, path, query go."""
     if not source.str.contains(r"[/:@?#]|^www\.|\.$").any():
@@ -166,7 +180,10 @@ def normalize(pairs: pl.DataFrame | pl.LazyFrame) -> tuple[pl.DataFrame, pl.Data
     if isinstance(pairs, pl.LazyFrame):
         pairs = pairs.collect()
     if not isinstance(pairs, pl.DataFrame):
-        raise TypeError(f"pairs must be a polars DataFrame or LazyFrame, got {type(pairs)!r}")
+        raise TypeError(
+            f"pairs must be a polars DataFrame or LazyFrame, got {type(pairs)!r}"
+            + (" (convert it with pl.from_pandas(df))" if _is_pandas(pairs) else "")
+        )
     missing = [name for name in _REQUIRED if name not in pairs.columns]
     if missing:
         raise InvalidInputError(
@@ -194,13 +211,22 @@ def normalize(pairs: pl.DataFrame | pl.LazyFrame) -> tuple[pl.DataFrame, pl.Data
 
 
 def _display(values: pl.Series) -> pl.Series:
-    """Render the user's original values for messages: strings quoted, null as ``null``."""
-    if values.dtype == pl.String:
-        return ('"' + values + '"').fill_null("null")
+    r"""Render the user's original values for messages: strings quoted, null as ``null``.
+
+    Values longer than ``_SHOWN_CHARS`` are cut (saying how long they were) and control
+    characters are escaped (``\x00``), so that a message stays one readable line.
+    """
+    quote = '"' if values.dtype == pl.String else ""
     try:
-        return values.cast(pl.String).fill_null("null")
+        text = values.cast(pl.String)
     except pl.exceptions.PolarsError:
-        return pl.Series([repr(value) for value in values.to_list()], dtype=pl.String)
+        text = pl.Series([repr(value) for value in values.to_list()], dtype=pl.String)
+    value, length = pl.col("v"), pl.col("v").str.len_chars()
+    head = value.str.slice(0, _SHOWN_CHARS).str.replace_many(_CONTROL_CHARS, _CONTROL_ESCAPES)
+    shown = pl.format(f"{quote}{{}}{quote}", head)
+    cut = pl.format(f"{quote}{{}}…{quote} ({{}} characters)", head, length)
+    rendered = pl.when(length > _SHOWN_CHARS).then(cut).otherwise(shown)
+    return text.to_frame("v").select(rendered.fill_null("null")).to_series()
 
 
 def validate(normalised: pl.DataFrame, raw: pl.DataFrame) -> pl.DataFrame:

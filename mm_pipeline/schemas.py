@@ -32,6 +32,7 @@ from mm_pipeline._vin import VIN_ALPHABET, vin_is_valid
 __all__ = ["FailedMatch", "PairsInput", "RankedMatch"]
 
 _VIN_CHARACTERS = rf"^[{VIN_ALPHABET}]*$"
+_CONTROL = r"[\x00-\x1f\x7f]"
 
 
 class _Frame(pa.DataFrameModel):
@@ -54,9 +55,9 @@ class PairsInput(_Frame):
     vin: str = pa.Field(str_length={"min_value": 17, "max_value": 17}, str_matches=_VIN_CHARACTERS)
     price: pl.Int64 = pa.Field(gt=0)
     miles: pl.Int64 = pa.Field(ge=0)
-    source: str = pa.Field(str_matches=r"^[^\s/]+$")
+    source: str = pa.Field(str_matches=r"^[^\s/]+$", str_length={"max_value": 253})
     zip: str = pa.Field(nullable=True, str_matches=r"^\d{5}$")
-    mc_location_id: str = pa.Field(nullable=True)
+    mc_location_id: str = pa.Field(nullable=True, str_length={"max_value": 255})
 
     @pa.check("vin", name="vin_check_digit")
     @classmethod
@@ -65,6 +66,12 @@ class PairsInput(_Frame):
         vin = pl.col(data.key)
         judged = vin.str.contains(rf"^[{VIN_ALPHABET}]{{17}}$")
         return data.lazyframe.select(~judged | vin_is_valid(vin))
+
+    @pa.check("source", "mc_location_id", name="no_control_characters")
+    @classmethod
+    def _no_control_characters(cls, data: PolarsData) -> pl.LazyFrame:
+        """Check that a dealer field holds no control characters (no dealer is named so)."""
+        return data.lazyframe.select(~pl.col(data.key).str.contains(_CONTROL).fill_null(False))
 
 
 class RankedMatch(_Frame):

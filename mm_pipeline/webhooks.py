@@ -182,11 +182,13 @@ def verify(
         raise WebhookVerificationError(
             "signature does not match the body (wrong secret, or the body was altered)"
         )
-    skew = (time.time() if now is None else now) - timestamp
-    if abs(skew) > tolerance:
-        direction = "old" if skew > 0 else "in the future"
+    current = time.time() if now is None else now
+    # Compare before subtracting: a (signed) timestamp of 400 digits would overflow a float.
+    if not current - tolerance <= timestamp <= current + tolerance:
+        direction = "old" if timestamp < current else "in the future"
+        skew = f"{abs(current - timestamp):.0f} s" if abs(timestamp) < 2**53 else "centuries"
         raise WebhookVerificationError(
-            f"X-Timestamp is {abs(skew):.0f} s {direction} (tolerance {tolerance:g} s): "
+            f"X-Timestamp is {skew} {direction} (tolerance {tolerance:g} s): "
             "a replayed or pre-dated delivery"
         )
     return _parse_event(bytes(raw_body), timestamp, lowered.get("x-delivery-id"))

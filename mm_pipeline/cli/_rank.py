@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import gzip
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +30,47 @@ def _kind(path: Path) -> str:
 
 
 def read_pairs(path: Path) -> pl.DataFrame:
-    """Read pairs from CSV (optionally gzip) or Parquet, keeping identifiers as text."""
-    if _kind(path) == ".parquet":
-        return pl.read_parquet(path)
-    header = pl.read_csv(path, n_rows=0).columns
-    overrides = {name: pl.String for name in _TEXT_COLUMNS if name in header}
-    return pl.read_csv(path, schema_overrides=overrides)
+    """Read pairs from CSV (optionally gzip) or Parquet, keeping identifiers as text.
+
+    Raises
+    ------
+    InvalidInputError
+        When the file cannot be read as its kind (not UTF-8, ragged rows, empty, corrupt
+        gzip or Parquet), naming the file and, for ragged rows, the first bad line.
+    """
+    from mm_pipeline import InvalidInputError  # noqa: PLC0415 (keeps --help fast)
+
+    kind = _kind(path)
+    try:
+        if kind == ".parquet":
+            return pl.read_parquet(path)
+        header = pl.read_csv(path, n_rows=0).columns
+        overrides = {name: pl.String for name in _TEXT_COLUMNS if name in header}
+        return pl.read_csv(path, schema_overrides=overrides)
+    except (pl.exceptions.PolarsError, OSError, EOFError) as exc:
+        with path.open("rb") as raw:
+            gzipped = raw.read(2) == b"\x1f\x8b"
+        reason = str(exc).strip().split("\n", 1)[0] or type(exc).__name__
+        if kind != ".parquet":
+            reason = _ragged_line(path, gzipped=gzipped) or reason
+        if kind == ".csv.gz" and not gzipped:
+            reason = f"it is not gzip-compressed, nor plain CSV ({reason})"
+        raise InvalidInputError(f"{path.name} cannot be read as {kind[1:]}: {reason}") from exc
+
+
+def _ragged_line(path: Path, *, gzipped: bool) -> str | None:
+    """Describe the first CSV line whose field count differs from the header's, if any."""
+    opener = gzip.open if gzipped else open
+    try:
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, [])
+            for row in reader:
+                if len(row) != len(header):
+                    return f"line {reader.line_num} has {len(row)} fields, the header {len(header)}"
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error):
+        return None
+    return None
 
 
 def write_frame(frame: pl.DataFrame, path: Path) -> None:

@@ -67,6 +67,9 @@ _STATUS_FILTERS = {
 }
 _PROCESSING_FAILED = "Job processing failed unexpectedly. Please resubmit."
 _CHUNK = 1 << 20
+# polars' read_csv decompresses data starting with these (gzip, zlib, zstd) in memory, uncapped:
+# an upload compressed twice would be a gzip bomb that slips past _gunzip_capped.
+_COMPRESSED_MAGIC = (b"\x1f\x8b", b"(\xb5/\xfd", b"x\x01", b"x^", b"x\x9c", b"x\xda")
 
 Status = Literal["PROCESSING", "COMPLETED", "FAILED"]
 RankBatch = Callable[[pl.DataFrame, Callable[[float], None]], pl.DataFrame]
@@ -458,6 +461,10 @@ class JobStore:
         try:
             _gunzip_capped(self._upload(job), csv_path, self._max_csv_bytes)
             self._check_cancelled(job)
+            with csv_path.open("rb") as head:
+                if head.read(4).startswith(_COMPRESSED_MAGIC):
+                    msg = "The file is compressed twice; upload a CSV compressed once with gzip"
+                    raise _JobFailedError("invalid_file_format", msg)
             try:
                 frame = pl.read_csv(csv_path, infer_schema=False)
             except (pl.exceptions.PolarsError, UnicodeDecodeError) as exc:

@@ -89,11 +89,29 @@ def check_webhook_url(url: str, *, allow_local: bool = False) -> str | None:
 
 
 def _resolve(host: str, port: int) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """Resolve *host*; an IPv6 address embedding an IPv4 one counts as both (SSRF bypasses)."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
         return set()
-    return {ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos}
+    addresses = {ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos}
+    return addresses | {v4 for a in addresses for v4 in _embedded_ipv4(a)}
+
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _embedded_ipv4(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> list[ipaddress.IPv4Address]:
+    """IPv4 addresses an IPv6 one reaches through mapping, 6to4, Teredo or NAT64."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return []
+    teredo = address.teredo
+    found = [address.ipv4_mapped, address.sixtofour, teredo[1] if teredo else None]
+    if address in _NAT64:
+        found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return [v4 for v4 in found if v4 is not None]
 
 
 @dataclass
