@@ -27,6 +27,8 @@ from typing import IO, Final, cast
 
 import polars as pl
 
+from mm_pipeline._frames import FAILED_SCHEMA
+
 __all__ = [
     "BATCH_COLUMNS",
     "DEFAULT_MAX_FILE_BYTES",
@@ -44,22 +46,8 @@ BATCH_COLUMNS: Final = ("vin", "price", "miles", "source", "zip")
 DEFAULT_MAX_FILE_BYTES: Final = 100 * 1024 * 1024
 """The API's upload cap (100 MB); larger work is split into several jobs."""
 
-RESULT_SCHEMA: Final = pl.Schema(
-    {
-        "vin": pl.String,
-        "price": pl.Int64,
-        "miles": pl.Int64,
-        "source": pl.String,
-        "zip": pl.String,
-        "mc_location_id": pl.String,
-        "vin_score": pl.Float64,
-        "dealer_ymm_score": pl.Float64,
-        "vin_rank": pl.UInt32,
-        "error_code": pl.String,
-        "error_message": pl.String,
-    }
-)
-"""The columns of :func:`read_result_file`'s frame."""
+RESULT_SCHEMA: Final = FAILED_SCHEMA
+"""The columns of :func:`read_result_file`'s frame (the failed schema; scores set when ranked)."""
 
 _SLICE_ROWS: Final = 131_072
 _SAMPLE_ROWS: Final = 20_000
