@@ -10,14 +10,12 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 import mm_pipeline as mm
+from mm_pipeline.cli._rank import read_pairs
 
 __all__ = ["SOURCE_FORMATS", "MarketMatchResource", "SourceData", "read_table"]
 
 SOURCE_FORMATS = (".csv", ".csv.gz", ".parquet")
 """File name endings :func:`read_table` understands (a folder is read file by file)."""
-
-# Identifier-like columns are text even when they look like numbers ("02134" must keep its zero).
-_TEXT_COLUMNS = dict.fromkeys(("vin", "source", "zip", "mc_location_id"), pl.String)
 
 
 class MarketMatchResource(ConfigurableResource):  # type: ignore[type-arg]
@@ -151,6 +149,16 @@ def read_table(path: Path) -> pl.DataFrame:
     pl.DataFrame
         The rows of every file, columns unified by name.
 
+    Raises
+    ------
+    FileNotFoundError
+        When the file, or every input file of the folder, is missing.
+    ValueError
+        When the file name has none of the :data:`SOURCE_FORMATS` endings.
+    mm_pipeline.InvalidInputError
+        When a file cannot be read as its format (not UTF-8, ragged rows, empty, corrupt gzip
+        or Parquet); the message names the file and why.
+
     Examples
     --------
     >>> import tempfile
@@ -167,8 +175,6 @@ def read_table(path: Path) -> pl.DataFrame:
         return pl.concat([read_table(p) for p in files], how="diagonal_relaxed")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: input file not found")
-    if path.name.endswith(".parquet"):
-        return pl.read_parquet(path)
-    if path.name.endswith((".csv", ".csv.gz")):
-        return pl.read_csv(path, schema_overrides=_TEXT_COLUMNS)
-    raise ValueError(f"{path}: unsupported input format (expected {', '.join(SOURCE_FORMATS)})")
+    if not path.name.endswith(SOURCE_FORMATS):
+        raise ValueError(f"{path}: unsupported input format (expected {', '.join(SOURCE_FORMATS)})")
+    return read_pairs(path)

@@ -21,7 +21,7 @@ _SUFFIXES = (".csv", ".csv.gz", ".parquet")
 
 def _kind(path: Path) -> str:
     name = path.name.lower()
-    for suffix in (".csv.gz", ".csv", ".parquet"):
+    for suffix in _SUFFIXES:
         if name.endswith(suffix):
             return suffix
     raise click.BadParameter(

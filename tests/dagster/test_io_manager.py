@@ -10,6 +10,7 @@ import pytest
 from dagster import AssetKey, DailyPartitionsDefinition, asset, materialize
 from polars.testing import assert_frame_equal
 
+import mm_pipeline as mm
 from dagster_defs.io_manager import PolarsParquetIOManager
 from dagster_defs.resources import SourceData, read_table
 
@@ -134,6 +135,25 @@ def test_read_table_refuses_what_it_cannot_read(tmp_path: Path, name: str, messa
     """A missing file or an unknown format is an error naming the path."""
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises((FileNotFoundError, ValueError), match=message) as raised:
+        read_table(tmp_path / name)
+    assert name in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("ragged.csv", b"vin,price,zip\nV1,100,02134,x\n", "line 2 has 4 fields, the header 3"),
+        ("empty.csv", b"", "cannot be read as csv"),
+        ("cut.csv.gz", b"\x1f\x8b\x08\x00garbage", "cannot be read as csv.gz"),
+        ("broken.parquet", b"not parquet", "cannot be read as parquet"),
+    ],
+)
+def test_read_table_unreadable_file_names_it(
+    tmp_path: Path, name: str, content: bytes, reason: str
+) -> None:
+    """An unreadable input file is an InvalidInputError naming the file, not a raw polars error."""
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(mm.InvalidInputError, match=reason) as raised:
         read_table(tmp_path / name)
     assert name in str(raised.value)
 

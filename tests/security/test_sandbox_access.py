@@ -48,7 +48,7 @@ CAP_MB = 1
 MIB = 1 << 20
 UPLOAD_BYTES = 256 * MIB
 """What the client offers to send; the 413 must come long before."""
-MEMORY_HEADROOM = 32 * MIB
+MEMORY_HEADROOM = 64 * MIB  # a quarter of the upload: whole-body buffering would show 256 MiB
 """The server may grow by this much while refusing (its baseline holds polars and numpy)."""
 
 
@@ -287,8 +287,8 @@ def test_upload_over_the_cap_is_refused_early_without_filling_memory(
         sent, answer = offer_upload(server, chunked=chunked)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert b'"file_too_large"' in answer
-    # cap (1 MiB) + at most 64 MiB drained + what the socket buffers held when it answered
-    assert sent < 96 * MIB < UPLOAD_BYTES
+    # cap (1 MiB) + at most 64 MiB drained + socket buffers, with room for a loaded machine
+    assert sent < 128 * MIB < UPLOAD_BYTES
     assert growth[0] < MEMORY_HEADROOM
     assert server.files() == before  # nothing of the refused upload stays on disk
 
