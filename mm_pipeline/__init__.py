@@ -80,40 +80,11 @@ __all__ = [
 ]
 
 # Reprs, tracebacks and docs say ``mm_pipeline.MarketMatchClient``, as httpx does.
-for _public in (
-    BatchClient,
-    BatchDownloadWarning,
-    BatchJob,
-    MarketMatchClient,
-    RequestStats,
-    Session,
-    APIError,
-    AuthenticationError,
-    BatchError,
-    BatchJobFailed,
-    BatchTimeoutError,
-    ChecksumMismatchError,
-    ConfigurationError,
-    ConflictError,
-    DownloadError,
-    InvalidInputError,
-    InvalidRequestError,
-    MarketMatchError,
-    NotFoundError,
-    PayloadTooLargeError,
-    PermissionDeniedError,
-    QuotaExhaustedError,
-    RateLimitError,
-    ServerError,
-    TransportError,
-    UnprocessableError,
-    WebhookVerificationError,
-    Plan,
-    RankResult,
-    RankStats,
-):
-    _public.__module__ = "mm_pipeline"
-del _public, _namespace  # the namespace registers itself on import
+for _name in __all__:
+    _public = globals().get(_name)
+    if isinstance(_public, type):
+        _public.__module__ = "mm_pipeline"
+del _name, _public, _namespace  # the namespace registers itself on import
 
 
 def __getattr__(name: str) -> str:
