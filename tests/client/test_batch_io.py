@@ -5,14 +5,19 @@ from __future__ import annotations
 import gzip
 import hashlib
 import zlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from mm_pipeline import _batch_io
 from mm_pipeline._batch_io import (
     BATCH_COLUMNS,
     RESULT_SCHEMA,
+    _csv_blocks,
     error_code_text,
     read_result_file,
     sha256_file,
@@ -185,3 +190,245 @@ def test_error_code_text() -> None:
     assert error_code_text("Processing-Failed") == "processing_failed"
     assert error_code_text("  ", default="batch_job_failed") == "batch_job_failed"
     assert error_code_text("42 things") == "ranking_failed"
+
+
+# -- streaming parse: blocks, gzip, odd inputs --------------------------------------------
+
+_ODD_RESULT = (
+    "\ufeffVIN_RANK,vin,Source,zip,price,miles,extra,vin_score,dealer_ymm_score,"
+    "mc_location_id,error\r\n"
+    "1,1hgcm82633a000000,Dealer0.example.com,2134,20000.0,3000,x,1500.5,900,loc-1,\r\n"
+    '2, 1HGCM82633A000000 ," dealer1.example.com",02135,20000,3000,"a,b",1400,800,"",\r\n'
+    ',1HGCM82633A000000,dealer2.example.com,02136,20000,3000,"say ""hi""\nthere",,,,'
+    '"dealer_not_found: no such\nrooftop"\r\n'
+    ",1HGCM82633A000001,dealer1.example.com,02135,20000,3000,y,,,,Dealer Not Found\r\n"
+    "3,1HGCM82633A000001,dealer3.example.com,02137,1e3,3000,z,1300,700,,\r\n"
+    "4,1HGCM82633A000001,dealer4.example.com,02138,20000,3000,z,,,,"
+)
+"""Header case, BOM, CRLF, quoted commas, doubled quotes, newlines inside values, blanks,
+a quoted empty value, an unparsable price, and no newline at the end."""
+
+
+def _gzip_file(path: Path, text: str | bytes) -> Path:
+    data = text.encode() if isinstance(text, str) else text
+    path.write_bytes(gzip.compress(data, mtime=0))
+    return path
+
+
+@pytest.mark.parametrize("block_bytes", [1, 7, 64, 200, 1 << 20])
+def test_odd_result_parses_the_same_in_any_block_size(tmp_path: Path, block_bytes: int) -> None:
+    """Every block size, down to one byte, gives the same typed rows for an odd file."""
+    path = _gzip_file(tmp_path / "r.csv.gz", _ODD_RESULT)
+    frame = read_result_file(path, block_bytes=block_bytes)
+    assert frame.schema == RESULT_SCHEMA
+    assert frame.to_dicts() == [
+        {
+            "vin": "1HGCM82633A000000",
+            "price": 20000,
+            "miles": 3000,
+            "source": "dealer0.example.com",
+            "zip": "02134",
+            "mc_location_id": "loc-1",
+            "vin_score": 1500.5,
+            "dealer_ymm_score": 900.0,
+            "vin_rank": 1,
+            "error_code": None,
+            "error_message": None,
+        },
+        {
+            "vin": "1HGCM82633A000000",
+            "price": 20000,
+            "miles": 3000,
+            "source": "dealer1.example.com",
+            "zip": "02135",
+            "mc_location_id": None,  # a quoted empty value is null too
+            "vin_score": 1400.0,
+            "dealer_ymm_score": 800.0,
+            "vin_rank": 2,
+            "error_code": None,
+            "error_message": None,
+        },
+        {
+            "vin": "1HGCM82633A000000",
+            "price": 20000,
+            "miles": 3000,
+            "source": "dealer2.example.com",
+            "zip": "02136",
+            "mc_location_id": None,
+            "vin_score": None,
+            "dealer_ymm_score": None,
+            "vin_rank": None,
+            "error_code": "dealer_not_found",
+            "error_message": "no such\nrooftop",
+        },
+        {
+            "vin": "1HGCM82633A000001",
+            "price": 20000,
+            "miles": 3000,
+            "source": "dealer1.example.com",
+            "zip": "02135",
+            "mc_location_id": None,
+            "vin_score": None,
+            "dealer_ymm_score": None,
+            "vin_rank": None,
+            "error_code": "ranking_failed",
+            "error_message": "Dealer Not Found",
+        },
+        {
+            "vin": "1HGCM82633A000001",
+            "price": 1000,
+            "miles": 3000,
+            "source": "dealer3.example.com",
+            "zip": "02137",
+            "mc_location_id": None,
+            "vin_score": 1300.0,
+            "dealer_ymm_score": 700.0,
+            "vin_rank": 3,
+            "error_code": None,
+            "error_message": None,
+        },
+        {
+            "vin": "1HGCM82633A000001",
+            "price": 20000,
+            "miles": 3000,
+            "source": "dealer4.example.com",
+            "zip": "02138",
+            "mc_location_id": None,
+            "vin_score": None,
+            "dealer_ymm_score": None,
+            "vin_rank": None,  # a rank without scores is not a ranked row
+            "error_code": "ranking_failed",
+            "error_message": "the batch result has no rank or score for this row: no error given",
+        },
+    ]
+
+
+def _result_text(rows: int, *, vins: int) -> str:
+    lines = ["vin,price,miles,source,zip,mc_location_id,vin_score,dealer_ymm_score,vin_rank,error"]
+    for row in range(rows):
+        vin = f"1HGCM82633A{row * vins // rows:06d}"
+        if row % 97 == 5:
+            lines.append(
+                f'{vin},100,200,d{row}.com,{row % 9999},,,,,"vin_decode_failed: no, sorry"'
+            )
+        else:
+            lines.append(f"{vin},100,200,D{row % 50}.com,{row % 99999:05d},id{row},1.5,2.5,{row},")
+    return "\n".join(lines) + "\n"
+
+
+def test_large_file_parses_in_blocks_equal_to_one_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file parsed in many small blocks equals the same file parsed in one block."""
+    path = _gzip_file(tmp_path / "r.csv.gz", _result_text(5_000, vins=60))
+    whole = read_result_file(path, block_bytes=1 << 30)
+    sizes: list[int] = []
+
+    def spy(pieces: Iterable[bytes], block_bytes: int) -> Iterator[bytes]:
+        for block in _csv_blocks(pieces, block_bytes):
+            sizes.append(len(block))
+            yield block
+
+    monkeypatch.setattr(_batch_io, "_csv_blocks", spy)
+    blocks = read_result_file(path, block_bytes=4_096)
+    assert len(sizes) > 50
+    assert max(sizes) <= 2 * 4_096 + 200  # at most a block, one more piece and the header
+    assert blocks.equals(whole)
+    assert blocks.height == 5_000
+    failed = blocks.filter(pl.col("error_code").is_not_null())
+    assert set(failed["error_code"]) == {"vin_decode_failed"}
+    assert set(failed["error_message"]) == {"no, sorry"}
+    assert failed.height == len([r for r in range(5_000) if r % 97 == 5])
+
+
+def test_blocks_hold_a_bounded_part_of_the_text() -> None:
+    """The block splitter reads ahead at most one block and yields blocks of whole records."""
+    header = b"vin,source,vin_rank,note\n"
+    records = [f'V{n},s{n}.com,{n},"line\n{n}, ""q"""\n'.encode() for n in range(3_000)]
+    text = header + b"".join(records)
+    piece, block_bytes = 100, 1_000
+    consumed = 0
+
+    def pieces() -> Iterator[bytes]:
+        nonlocal consumed
+        for start in range(0, len(text), piece):
+            consumed += piece
+            yield text[start : start + piece]
+
+    emitted = 0
+    parsed = []
+    for block in _csv_blocks(pieces(), block_bytes):
+        assert block.startswith(header)
+        assert len(block) <= len(header) + block_bytes + piece
+        emitted += len(block) - len(header)
+        assert consumed - emitted <= block_bytes + piece  # never holds more than a block
+        parsed.append(pl.read_csv(block, infer_schema=False))
+    assert emitted == len(text) - len(header)
+    assert len(parsed) > 50
+    assert pl.concat(parsed)["note"].to_list() == [f'line\n{n}, "q"' for n in range(3_000)]
+
+
+def test_plain_and_multi_member_files_are_read(tmp_path: Path) -> None:
+    """An uncompressed CSV and a gzip file of several members parse like one gzip stream."""
+    text = _result_text(300, vins=10)
+    one = read_result_file(_gzip_file(tmp_path / "one.csv.gz", text))
+    plain = tmp_path / "plain.csv"
+    plain.write_text(text)
+    middle = len(text) // 2
+    members = tmp_path / "members.csv.gz"
+    members.write_bytes(
+        gzip.compress(text[:middle].encode()) + gzip.compress(text[middle:].encode())
+    )
+    assert read_result_file(plain, block_bytes=512).equals(one)
+    assert read_result_file(members, block_bytes=512).equals(one)
+
+
+def test_cut_off_gzip_is_an_error(tmp_path: Path) -> None:
+    """A gzip file cut before its end raises instead of returning the rows it got so far."""
+    data = gzip.compress(_result_text(2_000, vins=20).encode())
+    path = tmp_path / "cut.csv.gz"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(EOFError, match="cut off"):
+        read_result_file(path)
+
+
+def test_header_only_file_gives_an_empty_typed_frame(tmp_path: Path) -> None:
+    """A result file with a header and no rows gives an empty frame with the result schema."""
+    path = _gzip_file(tmp_path / "r.csv.gz", "vin,source,zip,vin_rank,vin_score,error\n")
+    frame = read_result_file(path)
+    assert frame.height == 0
+    assert frame.schema == RESULT_SCHEMA
+
+
+def test_block_size_must_be_positive(tmp_path: Path) -> None:
+    """A zero block size is refused with a clear message."""
+    path = _gzip_file(tmp_path / "r.csv.gz", "vin,source,vin_rank\n")
+    with pytest.raises(ValueError, match="block_bytes must be positive"):
+        read_result_file(path, block_bytes=0)
+
+
+_CELL = st.text(alphabet='ab ,"\n\r\u00e9', max_size=6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(st.tuples(_CELL, _CELL), min_size=1, max_size=30),
+    piece=st.integers(min_value=1, max_value=40),
+    block_bytes=st.integers(min_value=1, max_value=120),
+)
+def test_blocks_parse_like_the_whole_text(
+    rows: list[tuple[str, str]], piece: int, block_bytes: int
+) -> None:
+    """Any quoted text cut into any pieces and blocks parses to the rows of the whole text."""
+    whole = pl.DataFrame(rows, schema=["a", "b"], orient="row").write_csv().encode()
+    pieces = [whole[start : start + piece] for start in range(0, len(whole), piece)]
+    parsed = [pl.read_csv(block, infer_schema=False) for block in _csv_blocks(pieces, block_bytes)]
+    assert pl.concat(parsed).equals(pl.read_csv(whole, infer_schema=False))
+
+
+def test_empty_file_is_refused(tmp_path: Path) -> None:
+    """An empty result file (no header at all) is refused with a message saying so."""
+    path = _gzip_file(tmp_path / "r.csv.gz", b"")
+    message = r"r\.csv\.gz is not a MarketMatch result file: it is empty"
+    with pytest.raises(ValueError, match=message):
+        read_result_file(path)
