@@ -27,16 +27,24 @@ CATEGORIES: tuple[tuple[str, str | None, frozenset[str] | None], ...] = (
         frozenset({"epoll.poll", "poll", "select"}),
     ),
     (_TRANSPORT, "benchmarks/_transport", None),
-    ("orjson decode (the bound)", None, frozenset({"loads"})),
+    ("JSON decode (the bound)", None, frozenset({"loads", "Decoder.decode", "decode"})),
     ("httpx request/response machinery", "/httpx/", None),
     ("retries (stamina/tenacity)", "/stamina/", None),
     ("retries (stamina/tenacity)", "/tenacity/", None),
     ("rate limiter", "_ratelimit.py", None),
     ("normalise + validate input (pandera)", "/pandera/", None),
     ("normalise + validate input (pandera)", "_normalize.py", None),
-    ("match answers to pairs", None, frozenset({"_match_ranked", "_absorb", "_take"})),
+    (
+        "match answers to pairs",
+        None,
+        frozenset({"_record_exact", "_match_ranked", "_absorb", "_take"}),
+    ),
     ("request bodies", None, frozenset({"_body", "json_fragments"})),
-    ("per-pair lists and result frames", None, frozenset({"_ranker", "_assemble", "_result"})),
+    (
+        "groups, per-pair lists and result frames",
+        None,
+        frozenset({"_groups", "_ranker", "_assemble", "_result"}),
+    ),
 )
 
 

@@ -38,6 +38,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import httpx
+import msgspec
 import orjson
 import stamina
 
@@ -84,6 +85,7 @@ _RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
 _FATAL_TRANSPORT: Final = frozenset({"UnsupportedProtocol", "LocalProtocolError", "InvalidURL"})
 _QUOTA_WORDS: Final = re.compile(r"quota", re.IGNORECASE)
 _WAIT_INITIAL, _WAIT_MAX, _WAIT_JITTER = 0.5, 10.0, 0.5
+_INITIAL_RATE = 5.0  # req/s before any RateLimit-Limit is known
 _MAX_MESSAGE: Final = 500
 
 _log = get_logger("mm_pipeline.client")
@@ -213,7 +215,8 @@ class MarketMatchClient:
         Seconds after which a request is no longer retried.
     rate_limit
         Requests per second never to exceed; ``None`` learns the account's limit from the
-        ``RateLimit-Limit`` header (starting at 5 req/s).
+        ``RateLimit-Limit`` header (starting at 5 req/s; later sessions of the client start at
+        the pace learned last).
     transport
         An httpx transport to send through (tests; e.g. ``httpx.MockTransport``).
 
@@ -271,6 +274,7 @@ class MarketMatchClient:
         self._retry_deadline = float(retry_deadline)
         self._rate_limit = rate_limit
         self._transport = transport
+        self._learned_rate: float | None = None  # the pace a finished session learned
 
     @property
     def max_concurrency(self) -> int:
@@ -371,7 +375,9 @@ class Session:
         self._timeout = http.timeout.as_dict()
         self._semaphore = asyncio.Semaphore(client.max_concurrency)
         self._opened = time.monotonic()
-        self.limiter = AdaptiveRateLimiter(client.rate_limit)
+        self.limiter = AdaptiveRateLimiter(
+            client.rate_limit, initial_rate=client._learned_rate or _INITIAL_RATE
+        )
         self.stats = RequestStats()
         self._json_targets: dict[str, tuple[httpx.URL, list[tuple[bytes, bytes]], str]] = {}
 
@@ -429,18 +435,21 @@ class Session:
             )
         return response
 
-    async def post_json(self, path: str, body: bytes) -> Any:
-        """POST an already JSON-encoded body; return the decoded JSON response.
+    async def post_json(
+        self, path: str, body: bytes, *, decode: Callable[[bytes], Any] = orjson.loads
+    ) -> Any:
+        """POST an already JSON-encoded body; return the response decoded by *decode*.
 
-        A 2xx body that is not valid JSON counts as a transport failure (and is retried).
+        A 2xx body that is not valid JSON (*decode* raises orjson's or msgspec's decode error)
+        counts as a transport failure (and is retried).
         """
 
         async def attempt(num: int) -> Any:
             async with self._semaphore:
                 response = await self._attempt(num, "POST", path, {}, json_body=body)
             try:
-                return orjson.loads(response.content)
-            except orjson.JSONDecodeError:
+                return decode(response.content)
+            except (orjson.JSONDecodeError, msgspec.DecodeError):
                 pass
             self.stats.transport_errors += 1
             raise TransportError(
@@ -639,6 +648,7 @@ class Session:
 
     def _finish(self) -> None:
         self.stats.elapsed = time.monotonic() - self._opened
+        self._client._learned_rate = self.limiter.learned or self._client._learned_rate
         _log.debug("session closed: %s", self.stats)
 
 

@@ -33,15 +33,21 @@ online answer that mentions them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import gc
 import itertools
-from collections.abc import Iterator
+import operator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+import msgspec
+import orjson
 import polars as pl
 
-from mm_pipeline._exact import rank_group
+from mm_pipeline._answers import DealersAnswer, VinsAnswer, decoder
+from mm_pipeline._exact import GroupRanking, rank_group
 from mm_pipeline._exceptions import (
     AuthenticationError,
     MarketMatchError,
@@ -57,6 +63,7 @@ from mm_pipeline._frames import (
     RANKED_SCHEMA,
     ROW,
     VIN_FIELDS,
+    json_fragment,
     json_fragments,
 )
 from mm_pipeline._plan import GROUP_KEYS, Endpoint, split_sizes
@@ -79,6 +86,16 @@ _PATHS: dict[Endpoint, tuple[str, str, str]] = {
 #: Errors about the account, not the request: they stop the run even with on_request_failed="fail".
 _ACCOUNT_ERRORS = (AuthenticationError, PermissionDeniedError, QuotaExhaustedError)
 _FIELDS: dict[Endpoint, tuple[str, str, str]] = {"dealers": DEALER_FIELDS, "vins": VIN_FIELDS}
+#: Readers of a typed answer's items: (key, second, third) per endpoint, scores, rank.
+_KEYS = {
+    endpoint: tuple(operator.attrgetter(name) for name in fields)
+    for endpoint, fields in _FIELDS.items()
+}
+_SCORES_AND_RANK = tuple(
+    operator.attrgetter(name) for name in ("vin_score", "dealer_ymm_score", "vin_rank")
+)
+_ZIP = operator.attrgetter("zip")
+_MC_LOCATION_ID = operator.attrgetter("mc_location_id")
 _MESSAGES = {
     "vin_decode_failed": "the API could not decode this VIN",
     "dealer_not_found": "the API does not know this dealer",
@@ -126,6 +143,15 @@ def _same(given: Any, answered: Any) -> bool:
     return str(given) == str(answered).strip()
 
 
+def _echoed(given: list[Any], answered: list[Any]) -> bool:
+    """Tell whether answered values equal the given ones wherever one was given."""
+    return (
+        given == answered
+        or given.count(None) == len(given)
+        or all(g is None or g == a for g, a in zip(given, answered, strict=True))
+    )
+
+
 def _merge(fast: dict[Any, int], index: dict[Any, list[int]]) -> None:
     """Move the unmatched positions of the fast path into the tolerant index."""
     for key, position in fast.items():
@@ -145,6 +171,25 @@ def _rank_value(value: Any) -> float:
     return float("inf") if number is None else number
 
 
+@dataclass
+class _ExactLog:
+    """Scores and answered ids of single-request groups, one entry per ranked pair.
+
+    Each such pair is answered once, so nothing needs looking up while ranking: the values
+    are appended as they come, and scattered into the result columns once, at the end. The
+    answered ``zip`` / ``mc_location_id`` are kept only when some pair did not give its own
+    (the result takes them only there).
+    """
+
+    keep_zip: bool
+    keep_mc: bool
+    positions: list[int] = field(default_factory=list)
+    vin_score: list[float] = field(default_factory=list)
+    dealer_score: list[float] = field(default_factory=list)
+    answered_zip: list[str | None] = field(default_factory=list)
+    answered_mc: list[str | None] = field(default_factory=list)
+
+
 @dataclass(kw_only=True)
 class _ChunkRanker:
     """Per-run state: one entry per pair position, shared by all chunk requests."""
@@ -152,13 +197,16 @@ class _ChunkRanker:
     endpoint: Endpoint
     session: Session
     progress: Progress
-    # request fragments (the group's single spec is passed to rank_chunk)
-    item_json: list[str]
+    pairs: pl.DataFrame
+    # request fragments of groups not sent whole (the group's single spec is passed to
+    # rank_chunk; a group sent whole has its items joined already)
+    item_json: list[str | None]
     # match keys (dealers: source, zip, mc_location_id; vins: vin, price, miles)
     key: list[Any]
     second: list[Any]
     third: list[Any]
     rows: pl.Series
+    decode: Callable[[bytes], Any]
     zip_given: list[str | None]
     mc_given: list[str | None]
     # results
@@ -168,12 +216,20 @@ class _ChunkRanker:
     answered_mc: list[str | None]
     error_code: list[str | None]
     error_message: list[str | None]
+    # results of single-request groups (see _record_exact), as flat columns
+    exact: _ExactLog
     counters: Counters = field(default_factory=Counters)
     planned: int = 0
 
-    def _body(self, positions: list[int], head: str) -> bytes:
+    def _body(self, positions: list[int], head: str, items: str | None = None) -> bytes:
+        """Encode the request for *positions* (*items*: their JSON fragments joined, if known)."""
         _path, single, many = _PATHS[self.endpoint]
-        items = ",".join([self.item_json[p] for p in positions])
+        if items is None:
+            known = [self.item_json[p] for p in positions]
+            fragments = [f for f in known if f is not None]
+            if len(fragments) < len(known):  # a group sent whole, sent again without some
+                fragments = json_fragments(self.pairs[positions], _FIELDS[self.endpoint])
+            items = ",".join(fragments)
         return f'{{"{single}":{head},"{many}":[{items}]}}'.encode()
 
     def _index(self, positions: list[int]) -> dict[Any, list[int]]:
@@ -266,6 +322,11 @@ class _ChunkRanker:
 
     def _absorb(self, positions: list[int], answer: Any) -> list[int]:
         """Record a 200 answer; return the ranked positions, best first."""
+        if isinstance(answer, DealersAnswer | VinsAnswer):
+            exact = self._record_exact(positions, answer)
+            if exact is not None:
+                return exact
+            answer = msgspec.to_builtins(answer)  # and read it tolerantly, below
         items = answer.get("ranked_matches") if isinstance(answer, dict) else None
         if not isinstance(items, list):
             raise TransportError(
@@ -300,6 +361,51 @@ class _ChunkRanker:
                     "it), which the API ranks once per request; see that row's rank",
                     contradiction=False,
                 )
+        return ranked
+
+    def _record_exact(
+        self, positions: list[int], answer: DealersAnswer | VinsAnswer
+    ) -> list[int] | None:
+        """Record a typed answer that echoes its chunk exactly; ``None`` for any other answer.
+
+        The hot path of the library, for groups that fit one request (the positions are
+        answered nowhere else): C-level passes over the items instead of a Python loop per
+        pair. It takes the answers the API gives almost always -- every sent item ranked once
+        and echoed as sent (match keys unique in the chunk), scores present, ``vin_rank``
+        ascending, no ``failed_items`` -- and leaves any other answer, untouched, to the
+        tolerant path (:meth:`_match_ranked`), which gives the same result for these.
+        """
+        items: list[Any] = answer.ranked_matches
+        if answer.failed_items or len(items) != len(positions):
+            return None
+        key, second, third = _KEYS[self.endpoint]
+        by_key = dict(zip(map(self.key.__getitem__, positions), positions, strict=True))
+        ranked: list[Any] = list(map(by_key.get, map(key, items)))
+        if len(by_key) != len(positions) or None in ranked or len(set(ranked)) != len(ranked):
+            return None
+        vin_score, dealer_score, ranks = (list(map(f, items)) for f in _SCORES_AND_RANK)
+        if (
+            None in vin_score
+            or None in dealer_score
+            or None in ranks
+            or not all(map(operator.le, ranks, ranks[1:]))
+        ):
+            return None
+        seconds, thirds = list(map(second, items)), list(map(third, items))
+        if not (
+            _echoed(list(map(self.second.__getitem__, ranked)), seconds)
+            and _echoed(list(map(self.third.__getitem__, ranked)), thirds)
+        ):
+            return None
+        log = self.exact
+        log.positions += ranked
+        log.vin_score += vin_score
+        log.dealer_score += dealer_score
+        dealers = self.endpoint == "dealers"
+        if log.keep_zip:
+            log.answered_zip += seconds if dealers else map(_ZIP, items)
+        if log.keep_mc:
+            log.answered_mc += thirds if dealers else map(_MC_LOCATION_ID, items)
         return ranked
 
     def _match_ranked(  # noqa: PLR0912, PLR0915 (the per-pair hot loop is kept in one frame)
@@ -396,16 +502,22 @@ class _ChunkRanker:
         self.dealer_score[first:end] = dealer_score
         self.answered_mc[first:end] = answered_mc
 
-    async def rank_chunk(self, positions: list[int], *, head: str) -> list[int]:
+    async def rank_chunk(
+        self, positions: list[int], *, head: str, whole_group: str | None = None
+    ) -> list[int]:
         """Rank one chunk of the group whose single spec is ``head`` (JSON).
 
         422s are pruned and the rest of the chunk re-sent. Returns the ranked positions, best
-        first.
+        first. ``whole_group``: the chunk is its group's only request, whose items are these
+        JSON fragments, joined; its answer may then be recorded by :meth:`_record_exact`.
         """
         path = _PATHS[self.endpoint][0]
+        decode: Callable[[bytes], Any] = orjson.loads if whole_group is None else self.decode
+        items = whole_group
         while positions:
             try:
-                answer = await self.session.post_json(path, self._body(positions, head))
+                body, items = self._body(positions, head, items), None
+                answer = await self.session.post_json(path, body, decode=decode)
             except UnprocessableError as exc:
                 self.progress.update()
                 positions = self._prune(positions, exc)
@@ -428,11 +540,26 @@ class _GroupFailedError(Exception):
         self.group = group
 
 
-def _ranker(
-    pairs: pl.DataFrame, endpoint: Endpoint, session: Session, progress: Progress, planned: int
+def _ranker(  # noqa: PLR0917 (private, one call site)
+    pairs: pl.DataFrame,
+    grouped: _Groups,
+    endpoint: Endpoint,
+    session: Session,
+    progress: Progress,
+    planned: int,
 ) -> _ChunkRanker:
     n = pairs.height
     items = _FIELDS[endpoint]
+    item_json: list[str | None] = [None] * n
+    chunked = [
+        p
+        for g, items_json in enumerate(grouped.items)
+        if items_json is None
+        for p in (*grouped.members[g], *grouped.pre[g])
+    ]
+    if chunked:
+        for p, fragment in zip(chunked, json_fragments(pairs[chunked], items), strict=True):
+            item_json[p] = fragment
     key, second, third = (pairs.get_column(name).to_list() for name in items)
     if endpoint == "dealers":
         zip_given, mc_given = second, third
@@ -443,13 +570,19 @@ def _ranker(
         endpoint=endpoint,
         session=session,
         progress=progress,
-        item_json=json_fragments(pairs, items),
+        pairs=pairs,
+        item_json=item_json,
         key=key,
         second=second,
         third=third,
         rows=pairs.get_column(ROW),
+        decode=decoder(endpoint),
         zip_given=zip_given,
         mc_given=mc_given,
+        exact=_ExactLog(
+            keep_zip=pairs.get_column("zip").has_nulls(),
+            keep_mc=pairs.get_column("mc_location_id").has_nulls(),
+        ),
         vin_score=none.copy(),
         dealer_score=none.copy(),
         answered_zip=none.copy(),
@@ -469,25 +602,41 @@ def _assemble(
     pairs: pl.DataFrame, ranker: _ChunkRanker, rankings: list[tuple[list[int], int]]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Build the result frames: per-position lists become columns, gathered in polars."""
-    positions: list[int] = []
-    ranks: list[int] = []
-    exact: list[bool] = []
-    for order, exact_count in rankings:
-        positions.extend(order)
-        ranks.extend(range(1, len(order) + 1))
-        exact.extend([True] * exact_count + [False] * (len(order) - exact_count))
-    take = pl.Series(positions, dtype=pl.Int64)
+    take = pl.Series(
+        list(itertools.chain.from_iterable(order for order, _ in rankings)), dtype=pl.Int64
+    )
+    sizes = pl.DataFrame(
+        [(len(order), exact_count) for order, exact_count in rankings],
+        schema={"size": pl.Int64, "exact": pl.Int64},
+        orient="row",
+    )
+    ranks = sizes.select(
+        vin_rank=pl.int_ranges(1, pl.col("size") + 1, dtype=pl.UInt32),
+        exact=pl.col("exact").cast(pl.UInt32),
+    ).explode("vin_rank")
+    log = ranker.exact
+    logged = pl.Series(log.positions, dtype=pl.Int64)
 
-    def at(values: list[Any], dtype: pl.DataType, rows: pl.Series = take) -> pl.Series:
-        return pl.Series(values, dtype=dtype).gather(rows)
+    def at(
+        values: list[Any], dtype: pl.DataType, log_values: list[Any], rows: pl.Series = take
+    ) -> pl.Series:
+        if values.count(None) == len(values):  # nothing recorded per position
+            column = pl.repeat(None, len(values), dtype=dtype, eager=True)
+        else:
+            column = pl.Series(values, dtype=dtype)
+        if log_values:
+            column = column.scatter(logged, pl.Series(log_values, dtype=dtype))
+        return column.gather(rows)
 
     ranked = pairs.select(*RANKED_SCHEMA.names()[:6], ROW)[take].with_columns(
-        pl.col("zip").fill_null(_cleaned(at(ranker.answered_zip, pl.String()))),
-        pl.col("mc_location_id").fill_null(_cleaned(at(ranker.answered_mc, pl.String()))),
-        vin_score=at(ranker.vin_score, pl.Float64()),
-        dealer_ymm_score=at(ranker.dealer_score, pl.Float64()),
-        vin_rank=pl.Series(ranks, dtype=pl.UInt32),
-        rank_exact=pl.Series(exact, dtype=pl.Boolean),
+        pl.col("zip").fill_null(_cleaned(at(ranker.answered_zip, pl.String(), log.answered_zip))),
+        pl.col("mc_location_id").fill_null(
+            _cleaned(at(ranker.answered_mc, pl.String(), log.answered_mc))
+        ),
+        vin_score=at(ranker.vin_score, pl.Float64(), log.vin_score),
+        dealer_ymm_score=at(ranker.dealer_score, pl.Float64(), log.dealer_score),
+        vin_rank=ranks.get_column("vin_rank"),
+        rank_exact=ranks.select(pl.col("vin_rank") <= pl.col("exact")).to_series(),
     )
     codes = pl.Series(ranker.error_code, dtype=pl.String)
     failed_at = codes.is_not_null().arg_true()
@@ -496,7 +645,7 @@ def _assemble(
         dealer_ymm_score=pl.lit(None, pl.Float64),
         vin_rank=pl.lit(None, pl.UInt32),
         error_code=codes.gather(failed_at),
-        error_message=at(ranker.error_message, pl.String(), failed_at),
+        error_message=at(ranker.error_message, pl.String(), [], rows=failed_at),
     )
     return (
         ranked.select(*RANKED_SCHEMA.names(), ROW),
@@ -504,26 +653,90 @@ def _assemble(
     )
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Groups:
+    """The groups of a run, by number: positions, single spec and, if sent whole, items."""
+
+    members: list[list[int]]  # positions to rank
+    pre: list[list[int]]  # pre-ranked positions, in their rank order
+    heads: list[str]  # the group's single spec (JSON)
+    items: list[str | None]  # a group that fits one request: its items' JSON, joined
+
+
 def _groups(
-    pairs: pl.DataFrame, endpoint: Endpoint, first_pre: int, preranked: pl.DataFrame | None
-) -> tuple[list[list[int]], list[list[int]]]:
-    """Positions of each group: those to rank, and the pre-ranked ones in their rank order."""
-    groups: list[list[int]] = (
+    pairs: pl.DataFrame,
+    endpoint: Endpoint,
+    *,
+    first_pre: int,
+    preranked: pl.DataFrame | None,
+    chunk_size: int,
+) -> _Groups:
+    """Group the positions; a group that fits one request gets its request items joined."""
+    json = pl.col("_json")
+    whole = pl.len() <= chunk_size
+    if first_pre < pairs.height:  # pre-ranked pairs: their groups are ranked in rounds
+        whole = whole & (pl.col("_position") < first_pre).all()
+    grouped = (
         pairs.with_row_index("_position")
+        .with_columns(_json=json_fragment(pairs, _FIELDS[endpoint]))
         .group_by(GROUP_KEYS[endpoint], maintain_order=True)
-        .agg(pl.col("_position"))
-        .get_column("_position")
-        .to_list()
+        .agg(pl.col("_position"), json.str.join(","), whole.alias("_whole"))
+        .with_columns(items=pl.when("_whole").then("_json"))
     )
+    grouped = grouped.with_columns(
+        head=json_fragment(grouped, VIN_FIELDS if endpoint == "dealers" else DEALER_FIELDS)
+    )
+    groups: list[list[int]] = grouped.get_column("_position").to_list()
+    heads: list[str] = grouped.get_column("head").to_list()
+    items: list[str | None] = grouped.get_column("items").to_list()
     if preranked is None or not preranked.height:
-        return groups, [[] for _ in groups]
+        return _Groups(members=groups, pre=[[] for _ in groups], heads=heads, items=items)
     rank_of = preranked.get_column("vin_rank").to_list()
-    to_rank = [[p for p in members if p < first_pre] for members in groups]
+    members = [[p for p in group if p < first_pre] for group in groups]
     pre = [
-        sorted((p for p in members if p >= first_pre), key=lambda p: rank_of[p - first_pre])
-        for members in groups
+        sorted((p for p in group if p >= first_pre), key=lambda p: rank_of[p - first_pre])
+        for group in groups
     ]
-    return to_rank, pre
+    return _Groups(members=members, pre=pre, heads=heads, items=items)
+
+
+@contextlib.contextmanager
+def _long_lived() -> Iterator[None]:
+    """Exempt the objects alive now (the run's per-pair lists) from garbage collection.
+
+    A full collection visits every element of every list it tracks; the per-pair lists hold
+    millions, and the fan-out allocates enough to trigger collections all along (measured by
+    ``make bench``, scenario 2). ``gc.freeze`` moves what exists now to a generation the
+    collector skips; ``gc.unfreeze`` returns it at the end, so nothing is leaked.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+async def _rank_group(
+    ranker: _ChunkRanker,
+    members: list[int],
+    pre: list[int],
+    *,
+    head: str,
+    items: str | None,
+    chunk_size: int,
+    exact_top_k: int,
+) -> GroupRanking:
+    """Rank one group: in one request when it fits one (*items* given), else in rounds."""
+    if items is not None:
+        order = await ranker.rank_chunk(members, head=head, whole_group=items)
+        return GroupRanking(order=order, exact=len(order), rounds=1, requests=1, violations=0)
+    return await rank_group(
+        members,
+        rank_chunk=functools.partial(ranker.rank_chunk, head=head),
+        chunk_size=chunk_size,
+        exact_top_k=exact_top_k,
+        preranked=[pre],
+    )
 
 
 async def rank_online(
@@ -575,18 +788,16 @@ async def rank_online(
     first_pre = pairs.height  # positions from here on are pre-ranked
     if preranked is not None and preranked.height:
         pairs = pl.concat([pairs, preranked.select(pairs.columns)])
-    groups, pre_groups = _groups(pairs, endpoint, first_pre, preranked)
+    grouped = _groups(
+        pairs, endpoint, first_pre=first_pre, preranked=preranked, chunk_size=chunk_size
+    )
+    groups, pre_groups = grouped.members, grouped.pre
     rankings: list[tuple[list[int], int]] = [([], 0)] * len(groups)
     label = "ranking dealers" if endpoint == "dealers" else "ranking vehicles"
     with progress_bar(progress, total=planned_requests, desc=label) as bar:
-        ranker = _ranker(pairs, endpoint, session, bar, planned_requests or 0)
+        ranker = _ranker(pairs, grouped, endpoint, session, bar, planned_requests or 0)
         if preranked is not None and preranked.height:
             ranker.seed(first_pre, preranked)
-        head_fields = VIN_FIELDS if endpoint == "dealers" else DEALER_FIELDS
-        heads = json_fragments(
-            pairs[[(members or pre)[0] for members, pre in zip(groups, pre_groups, strict=True)]],
-            head_fields,
-        )
         counters = ranker.counters
         queue: Iterator[tuple[int, list[int]]] = iter(enumerate(groups))
 
@@ -594,12 +805,14 @@ async def rank_online(
             for number, members in queue:
                 pre = pre_groups[number]
                 try:
-                    result = await rank_group(
+                    result = await _rank_group(
+                        ranker,
                         members,
-                        rank_chunk=functools.partial(ranker.rank_chunk, head=heads[number]),
+                        pre,
+                        head=grouped.heads[number],
+                        items=grouped.items[number],
                         chunk_size=chunk_size,
                         exact_top_k=exact_top_k,
-                        preranked=[pre],
                     )
                 except MarketMatchError as exc:
                     if on_request_failed == "raise" or isinstance(exc, _ACCOUNT_ERRORS):
@@ -624,9 +837,10 @@ async def rank_online(
                 counters.pairs_done += len(members) + len(pre)
 
         try:
-            async with asyncio.TaskGroup() as tasks:
-                for _ in range(max(1, min(concurrency, len(groups)))):
-                    tasks.create_task(worker())
+            with _long_lived():
+                async with asyncio.TaskGroup() as tasks:
+                    for _ in range(max(1, min(concurrency, len(groups)))):
+                        tasks.create_task(worker())
         except ExceptionGroup as group:
             stops = [exc for exc in group.exceptions if isinstance(exc, _GroupFailedError)]
             if not stops:  # not an API failure: a bug, surfaced as itself

@@ -20,6 +20,7 @@ __all__ = [
     "RANKED_WITH_ROW",
     "ROW",
     "VIN_FIELDS",
+    "json_fragment",
     "json_fragments",
 ]
 
@@ -67,15 +68,45 @@ RANKED_WITH_ROW = pl.Schema([*RANKED_SCHEMA.items(), (ROW, pl.Int64())])
 FAILED_WITH_ROW = pl.Schema([*FAILED_SCHEMA.items(), (ROW, pl.Int64())])
 
 
+#: What JSON strings escape: a quote, a backslash and control characters.
+_ESCAPED = ['"', "\\", *(chr(c) for c in (*range(0x20), 0x7F))]
+
+
 def _json_value(frame: pl.DataFrame, name: str) -> pl.Expr:
     col = pl.col(name)
     if frame.schema[name] != pl.String:
         return col.cast(pl.String)
-    needs_escape = frame.select(col.str.contains(r'["\\\x00-\x1f\x7f]').any()).item()
+    needs_escape = frame.select(col.str.contains_any(_ESCAPED).any()).item()
     if not needs_escape:
         return pl.concat_str(pl.lit('"'), col, pl.lit('"'))
     prefix = f'{{"{name}":'
     return pl.struct(col).struct.json_encode().str.strip_prefix(prefix).str.strip_suffix("}")
+
+
+def json_fragment(frame: pl.DataFrame, fields: Sequence[str]) -> pl.Expr:
+    r"""Build the expression of one JSON object per row of *frame* (null fields omitted).
+
+    Examples
+    --------
+    >>> frame = pl.DataFrame({"source": ["a.com", 'b"c.com'], "zip": ["30907", None]})
+    >>> frame.select(json_fragment(frame, ["source", "zip"])).to_series().to_list()
+    ['{"source":"a.com","zip":"30907"}', '{"source":"b\\"c.com"}']
+    """
+    pieces: list[pl.Expr] = []
+    opened = False  # whether the first piece opens the object (it always has a value)
+    for name in fields:
+        nulls = frame.get_column(name).null_count()
+        if nulls == frame.height and frame.height:
+            continue  # never given: left out of every object
+        opened = opened or (not pieces and not nulls)
+        prefix = "{" if opened and not pieces else ","
+        piece = pl.concat_str(pl.lit(f'{prefix}"{name}":'), _json_value(frame, name))
+        pieces.append(piece.fill_null("") if nulls else piece)
+    if not pieces:
+        return pl.repeat(pl.lit("{}"), pl.len())
+    if opened:
+        return pl.concat_str(*pieces, pl.lit("}"))
+    return pl.concat_str(pl.lit("{"), pl.concat_str(*pieces).str.slice(1), pl.lit("}"))
 
 
 def json_fragments(frame: pl.DataFrame, fields: Sequence[str]) -> list[str]:
@@ -87,12 +118,4 @@ def json_fragments(frame: pl.DataFrame, fields: Sequence[str]) -> list[str]:
     >>> json_fragments(frame, ["source", "zip"])
     ['{"source":"a.com","zip":"30907"}', '{"source":"b\\"c.com"}']
     """
-    pieces: list[pl.Expr] = []
-    for index, name in enumerate(fields):
-        prefix = ("{" if index == 0 else ",") + f'"{name}":'
-        piece = pl.concat_str(pl.lit(prefix), _json_value(frame, name))
-        pieces.append(piece.fill_null("{" if index == 0 else ""))
-    if not pieces:
-        return ["{}"] * frame.height
-    expr = pl.concat_str(*pieces, pl.lit("}"))
-    return frame.select(expr.alias("json")).get_column("json").to_list()
+    return frame.select(json_fragment(frame, fields).alias("json")).get_column("json").to_list()

@@ -40,6 +40,7 @@ such rows are simply different vehicles (groups are ``vin, price, miles``) and n
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -135,6 +136,28 @@ def _zip(dtype: pl.DataType) -> pl.Expr:
     return pl.when(text.str.contains(r"^\d{1,4}$")).then(text.str.zfill(5)).otherwise(text)
 
 
+def _unchanged(values: pl.Series) -> pl.Series:
+    return values
+
+
+def _per_value(
+    column: pl.Series, expr: pl.Expr, then: Callable[[pl.Series], pl.Series]
+) -> pl.Series:
+    """Evaluate an elementwise expression of a text column once per distinct value.
+
+    Pairs repeat their values (a vehicle's VIN on each of its dealers, a dealer on many
+    vehicles), so normalising the distinct values and mapping them back is several times
+    cheaper than normalising every row -- and free when every value is already normal.
+    """
+    values = column.unique() if column.dtype == pl.String else column
+    if 2 * len(values) >= len(column):  # mostly distinct (or not text, or empty): no gain
+        return then(column.to_frame().with_columns(expr).to_series())
+    normal = then(values.to_frame().with_columns(expr).to_series())
+    if normal.dtype == values.dtype and normal.eq_missing(values).all():
+        return column
+    return column.replace_strict(values, normal, return_dtype=normal.dtype)
+
+
 def _is_pandas(value: object) -> bool:
     return type(value).__module__.split(".")[0] == "pandas"
 
@@ -151,6 +174,10 @@ def _strip_url(source: pl.Series) -> pl.Series:
         .str.replace(r"^www\.", "")
         .str.strip_chars_end(".")
     )
+
+
+#: Series-level steps after a column's expression (the URL check pays only on a whole series).
+_FINISH = {"source": _strip_url}
 
 
 def normalize(pairs: pl.DataFrame | pl.LazyFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -198,16 +225,21 @@ def normalize(pairs: pl.DataFrame | pl.LazyFrame) -> tuple[pl.DataFrame, pl.Data
     raw = raw.select(PAIR_COLUMNS).with_row_index(ROW).with_columns(pl.col(ROW).cast(pl.Int64))
     schema = raw.schema
     mc_id = _text("mc_location_id", schema["mc_location_id"])
-    normalised = raw.select(
-        _text("vin", schema["vin"]).str.to_uppercase().alias("vin"),
-        _whole_number("price", schema["price"]).alias("price"),
-        _whole_number("miles", schema["miles"]).alias("miles"),
-        _text("source", schema["source"]).str.to_lowercase().alias("source"),
-        _zip(schema["zip"]).alias("zip"),
-        pl.when(mc_id == "").then(None).otherwise(mc_id).alias("mc_location_id"),
-        pl.col(ROW),
-    )
-    return normalised.with_columns(_strip_url(normalised.get_column("source"))), raw
+    rules = {
+        "vin": _text("vin", schema["vin"]).str.to_uppercase(),
+        "price": _whole_number("price", schema["price"]),
+        "miles": _whole_number("miles", schema["miles"]),
+        "source": _text("source", schema["source"]).str.to_lowercase(),
+        "zip": _zip(schema["zip"]),
+        "mc_location_id": pl.when(mc_id == "").then(None).otherwise(mc_id),
+    }
+    normalised = pl.DataFrame(
+        [
+            _per_value(raw.get_column(name), rule.alias(name), _FINISH.get(name, _unchanged))
+            for name, rule in rules.items()
+        ]
+    ).with_columns(raw.get_column(ROW))
+    return normalised, raw
 
 
 def _display(values: pl.Series) -> pl.Series:
@@ -229,6 +261,53 @@ def _display(values: pl.Series) -> pl.Series:
     return text.to_frame("v").select(rendered.fill_null("null")).to_series()
 
 
+def _failed_checks(normalised: pl.DataFrame) -> pl.DataFrame:
+    """Run :class:`PairsInput` once per distinct value of each column; return failing rows.
+
+    Every check of the model is per value, so the model validates a frame whose columns hold
+    each column's distinct values (padded to one height by repeating the first), and each
+    failing value is traced back to the input rows that hold it: ``row``, ``column``,
+    ``check``.
+    """
+    distinct = {name: normalised.get_column(name).unique() for name in PAIR_COLUMNS}
+    height = max(len(values) for values in distinct.values())
+    frame = pl.DataFrame(
+        [
+            values.extend_constant(values[0], height - len(values)) if height else values
+            for values in distinct.values()
+        ]
+    )
+    columns = {"row": pl.Int64, "column": pl.String, "check": pl.String}
+    try:
+        PairsInput.validate(frame, lazy=True)
+    except pandera.errors.SchemaErrors as exc:
+        failures = pl.DataFrame(exc.failure_cases)
+    else:
+        return pl.DataFrame(schema=columns)
+    if failures.get_column("index").is_null().any():
+        # A whole-column (dtype) failure cannot happen after normalisation: it is a bug here.
+        raise AssertionError(f"pandera reported a column-level failure: {failures}")
+    parts: list[pl.DataFrame] = []
+    failures = failures.with_row_index("_order")  # pandera's order: columns, then checks
+    for (name,), group in failures.group_by("column", maintain_order=True):
+        column = str(name)
+        values = distinct[column]
+        index = pl.col("index").cast(pl.Int64)
+        padding = index >= len(values)  # holds the first value again
+        bad = group.select(
+            "_order",
+            _value=values.gather(group.select(pl.when(padding).then(0).otherwise(index))[:, 0]),
+            check=pl.col("check").cast(pl.String),
+        ).unique(["_value", "check"], keep="first", maintain_order=True)
+        parts.append(
+            normalised.select(pl.col(ROW).alias("row"), pl.col(column).alias("_value"))
+            .join(bad, on="_value", nulls_equal=True)
+            .select("row", pl.lit(column).alias("column"), "check", "_order")
+        )
+    cases = pl.concat(parts).sort("_order", "row").drop("_order")
+    return cases.cast(columns)  # type: ignore[arg-type]
+
+
 def validate(normalised: pl.DataFrame, raw: pl.DataFrame) -> pl.DataFrame:
     """Check the normalised frame against :class:`~mm_pipeline.schemas.PairsInput`.
 
@@ -239,20 +318,7 @@ def validate(normalised: pl.DataFrame, raw: pl.DataFrame) -> pl.DataFrame:
         check name), ``value`` (the original value as given) and ``reason`` (in words); empty
         when every row is valid.
     """
-    columns = {"row": pl.Int64, "column": pl.String, "check": pl.String}
-    try:
-        PairsInput.validate(normalised.drop(ROW), lazy=True)
-    except pandera.errors.SchemaErrors as exc:
-        cases = pl.DataFrame(exc.failure_cases).select(
-            pl.col("index").cast(pl.Int64).alias("row"),
-            pl.col("column").cast(pl.String),
-            pl.col("check").cast(pl.String),
-        )
-    else:
-        cases = pl.DataFrame(schema=columns)
-    if cases.filter(pl.col("row").is_null()).height:
-        # A whole-column (dtype) failure cannot happen after normalisation: it is a bug here.
-        raise AssertionError(f"pandera reported a column-level failure: {cases}")
+    cases = _failed_checks(normalised)
     parts: list[pl.DataFrame] = []
     for (column,), group in cases.group_by("column", maintain_order=True):
         name = str(column)

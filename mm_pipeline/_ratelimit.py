@@ -159,6 +159,7 @@ class AdaptiveRateLimiter:
         self._paused_until = -math.inf
         self._calm_until = -math.inf
         self._estimated: float | None = None
+        self._limit_header: str | None = None  # the RateLimit-Limit value last parsed
         self._lock = asyncio.Lock()
         #: Number of times senders were paused (429s and exhausted ``RateLimit-Remaining``).
         self.pauses = 0
@@ -167,6 +168,11 @@ class AdaptiveRateLimiter:
     def rate(self) -> float:
         """The current pace in requests per second."""
         return self._rate
+
+    @property
+    def learned(self) -> float | None:
+        """The pace learned from ``RateLimit-Limit`` (headroom applied), if any."""
+        return self._learned
 
     @property
     def ceiling(self) -> float | None:
@@ -193,7 +199,9 @@ class AdaptiveRateLimiter:
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """Learn from any response's ``RateLimit-*`` headers."""
-        limit = parse_rate_limit(headers.get("RateLimit-Limit"))
+        header = headers.get("RateLimit-Limit")
+        limit = None if header == self._limit_header else parse_rate_limit(header)
+        self._limit_header = header
         if limit is not None and limit * self._headroom != self._learned:
             first = self._learned is None
             self._learned = limit * self._headroom

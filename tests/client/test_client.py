@@ -362,6 +362,18 @@ async def test_the_limiter_keeps_under_the_account_rate(limited: Sandbox) -> Non
         assert session.limiter.rate == pytest.approx(20 * 0.97)
 
 
+async def test_later_sessions_start_at_the_learned_pace(limited: Sandbox) -> None:
+    """A client's first session starts at 5 req/s; the next at the pace the first learned."""
+    limited.reset()
+    shared = client(limited)
+    async with shared.session() as first:
+        assert first.limiter.rate == pytest.approx(5.0)
+        await first.request("GET", JOBS, params={"rows": 1})
+    async with shared.session() as second:
+        assert second.limiter.rate == pytest.approx(20 * 0.97)
+        assert second.limiter.learned is None  # still learned afresh from the headers
+
+
 async def test_quota_exhausted_is_raised_at_once() -> None:
     """Once the monthly quota is spent, a 429 raises QuotaExhaustedError without retrying."""
     with running(quota=3) as sb:

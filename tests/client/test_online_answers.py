@@ -94,6 +94,29 @@ def test_rank_order_follows_vin_rank_not_list_order() -> None:
     ]
 
 
+def test_answers_with_other_json_types_are_read_like_the_published_ones() -> None:
+    """Integer scores, a ZIP sent as a number and a null mc_location_id rank as usual."""
+
+    def handler(body: dict[str, Any]) -> tuple[int, Any]:
+        items = ranked_items(body)
+        for item in items:
+            item["vin_score"], item["dealer_ymm_score"] = 1500, int(item["dealer_ymm_score"])
+            item["mc_location_id"] = None
+        items[0]["zip"] = 30907
+        return 200, {"ranked_matches": items, "failed_items": []}
+
+    typed = mm.rank_dealers(pairs(3), client=client_with(handler), progress=False)
+    by_the_book = mm.rank_dealers(
+        pairs(3),
+        client=client_with(
+            lambda b: (200, {"ranked_matches": ranked_items(b), "failed_items": []})
+        ),
+        progress=False,
+    )
+    assert typed.ranked.equals(by_the_book.ranked)
+    assert typed.ranked.get_column("vin_score").to_list() == [1500.0] * 3
+
+
 def test_echoed_values_in_other_spelling_are_matched_tolerantly() -> None:
     """A source echoed upper-cased with blanks, and numbers as floats, still match."""
 
