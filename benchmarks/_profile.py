@@ -21,11 +21,8 @@ __all__ = ["CATEGORIES", "breakdown", "task_profile"]
 _TRANSPORT = "benchmark transport (the fake server)"
 #: (category, file path fragment or None, function names or None): first match wins per frame.
 CATEGORIES: tuple[tuple[str, str | None, frozenset[str] | None], ...] = (
-    (
-        "idle (event loop waiting: rate-limiter start-up)",
-        None,
-        frozenset({"epoll.poll", "poll", "select"}),
-    ),
+    ("idle (event loop waiting: rate-limiter start-up)", "selectors.py", None),
+    ("idle (event loop waiting: rate-limiter start-up)", None, frozenset({"epoll.poll", "poll"})),
     (_TRANSPORT, "benchmarks/_transport", None),
     ("JSON decode (the bound)", None, frozenset({"loads", "Decoder.decode", "decode"})),
     ("httpx request/response machinery", "/httpx/", None),

@@ -31,7 +31,11 @@ class InstantTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     def __init__(self, bodies: Mapping[str, bytes], *, rate_limit: int = 1_000_000) -> None:
         self._bodies = {vin.encode(): body for vin, body in bodies.items()}
-        self._headers = {"Content-Type": "application/json", "RateLimit-Limit": str(rate_limit)}
+        # Raw header pairs: the cheapest form for httpx.Response to take (no normalising).
+        self._headers = [
+            (b"Content-Type", b"application/json"),
+            (b"RateLimit-Limit", str(rate_limit).encode()),
+        ]
         self.requests = 0
 
     def _answer(self, request: httpx.Request) -> httpx.Response:

@@ -2,8 +2,9 @@
 
 A 200 answer of ``/dealers/rank`` or ``/vins/rank`` is decoded by msgspec into small structs
 holding only the fields the fan-out matches and records (others are skipped while parsing,
-never built), with their types checked on the way: text or null for keys, numbers for scores
-and prices, an integer ``vin_rank``. That is about 1.7x faster than decoding into dicts and
+never built), with their types checked on the way: the match key as text, both scores as
+numbers and an integer ``vin_rank`` always present; ZIP and location text or null; prices
+numbers. That is about 1.7x faster than decoding into dicts and
 leaves no per-item objects for the garbage collector to track.
 
 An answer that does not fit those types (a ZIP sent as a number, a missing ``ranked_matches``)
@@ -28,25 +29,25 @@ __all__ = ["DealerItem", "DealersAnswer", "TypedAnswer", "VinItem", "VinsAnswer"
 class DealerItem(msgspec.Struct, gc=False):
     """A ranked item of ``/dealers/rank``: the dealer's keys, its scores and its rank."""
 
-    source: str | None = None
+    source: str
+    vin_score: float
+    dealer_ymm_score: float
+    vin_rank: int
     zip: str | None = None
     mc_location_id: str | None = None
-    vin_score: float | None = None
-    dealer_ymm_score: float | None = None
-    vin_rank: int | None = None
 
 
 class VinItem(msgspec.Struct, gc=False):
     """A ranked item of ``/vins/rank``: the vehicle's keys, the dealer's location, scores, rank."""
 
-    vin: str | None = None
+    vin: str
+    vin_score: float
+    dealer_ymm_score: float
+    vin_rank: int
     price: int | float | None = None
     miles: int | float | None = None
     zip: str | None = None
     mc_location_id: str | None = None
-    vin_score: float | None = None
-    dealer_ymm_score: float | None = None
-    vin_rank: int | None = None
 
 
 class DealersAnswer(msgspec.Struct, gc=False):
@@ -80,8 +81,8 @@ def decoder(endpoint: Endpoint) -> Callable[[bytes], TypedAnswer | Any]:
     ...                 b'"vin_score": 1.5, "dealer_ymm_score": 2.0, "vin_rank": 1, "x": 0}]}')
     >>> answer.ranked_matches[0].source, answer.failed_items
     ('a.com', [])
-    >>> decode(b'{"ranked_matches": [{"source": "a.com", "zip": 30907}]}')
-    {'ranked_matches': [{'source': 'a.com', 'zip': 30907}]}
+    >>> decode(b'{"ranked_matches": [{"source": "a.com", "zip": "30907", "vin_score": null}]}')
+    {'ranked_matches': [{'source': 'a.com', 'zip': '30907', 'vin_score': None}]}
     """
     typed = _DECODERS[endpoint]
 

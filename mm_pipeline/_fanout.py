@@ -205,6 +205,7 @@ class _ChunkRanker:
     key: list[Any]
     second: list[Any]
     third: list[Any]
+    unkeyed: tuple[bool, bool, bool]  # the key column is null throughout (nothing to match)
     rows: pl.Series
     decode: Callable[[bytes], Any]
     zip_given: list[str | None]
@@ -371,30 +372,35 @@ class _ChunkRanker:
         The hot path of the library, for groups that fit one request (the positions are
         answered nowhere else): C-level passes over the items instead of a Python loop per
         pair. It takes the answers the API gives almost always -- every sent item ranked once
-        and echoed as sent (match keys unique in the chunk), scores present, ``vin_rank``
-        ascending, no ``failed_items`` -- and leaves any other answer, untouched, to the
-        tolerant path (:meth:`_match_ranked`), which gives the same result for these.
+        and echoed as sent (match keys unique in the chunk, or with the ZIP / price where a
+        key repeats), scores present, ``vin_rank`` ascending, no ``failed_items`` -- and
+        leaves any other answer, untouched, to the tolerant path (:meth:`_match_ranked`),
+        which gives the same result for these.
         """
         items: list[Any] = answer.ranked_matches
         if answer.failed_items or len(items) != len(positions):
             return None
         key, second, third = _KEYS[self.endpoint]
-        by_key = dict(zip(map(self.key.__getitem__, positions), positions, strict=True))
-        ranked: list[Any] = list(map(by_key.get, map(key, items)))
-        if len(by_key) != len(positions) or None in ranked or len(set(ranked)) != len(ranked):
+        given: list[Any] = list(map(self.key.__getitem__, positions))
+        answered: Iterator[Any] = map(key, items)
+        by_key = dict(zip(given, positions, strict=True))
+        if len(by_key) != len(positions):  # a key repeats (one source, several rooftops)
+            seconds_given = list(map(self.second.__getitem__, positions))
+            by_key = dict(zip(zip(given, seconds_given, strict=True), positions, strict=True))
+            if None in seconds_given or len(by_key) != len(positions):
+                return None
+            answered = zip(answered, map(second, items), strict=True)
+        ranked: list[Any] = list(map(by_key.get, answered))
+        if None in ranked or len(set(ranked)) != len(ranked):
             return None
+        # Present and typed: the typed decoding saw to it.
         vin_score, dealer_score, ranks = (list(map(f, items)) for f in _SCORES_AND_RANK)
-        if (
-            None in vin_score
-            or None in dealer_score
-            or None in ranks
-            or not all(map(operator.le, ranks, ranks[1:]))
-        ):
+        if not all(map(operator.le, ranks, ranks[1:])):
             return None
         seconds, thirds = list(map(second, items)), list(map(third, items))
         if not (
-            _echoed(list(map(self.second.__getitem__, ranked)), seconds)
-            and _echoed(list(map(self.third.__getitem__, ranked)), thirds)
+            (self.unkeyed[1] or _echoed(list(map(self.second.__getitem__, ranked)), seconds))
+            and (self.unkeyed[2] or _echoed(list(map(self.third.__getitem__, ranked)), thirds))
         ):
             return None
         log = self.exact
@@ -561,6 +567,7 @@ def _ranker(  # noqa: PLR0917 (private, one call site)
         for p, fragment in zip(chunked, json_fragments(pairs[chunked], items), strict=True):
             item_json[p] = fragment
     key, second, third = (pairs.get_column(name).to_list() for name in items)
+    unkeyed = [pairs.get_column(name).null_count() == n for name in items]
     if endpoint == "dealers":
         zip_given, mc_given = second, third
     else:
@@ -575,6 +582,7 @@ def _ranker(  # noqa: PLR0917 (private, one call site)
         key=key,
         second=second,
         third=third,
+        unkeyed=(unkeyed[0], unkeyed[1], unkeyed[2]),
         rows=pairs.get_column(ROW),
         decode=decoder(endpoint),
         zip_given=zip_given,

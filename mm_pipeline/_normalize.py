@@ -40,7 +40,7 @@ such rows are simply different vehicles (groups are ``vin, price, miles``) and n
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -142,20 +142,21 @@ def _unchanged(values: pl.Series) -> pl.Series:
 
 def _per_value(
     column: pl.Series, expr: pl.Expr, then: Callable[[pl.Series], pl.Series]
-) -> pl.Series:
+) -> tuple[pl.Series, pl.Series | None]:
     """Evaluate an elementwise expression of a text column once per distinct value.
 
     Pairs repeat their values (a vehicle's VIN on each of its dealers, a dealer on many
     vehicles), so normalising the distinct values and mapping them back is several times
     cheaper than normalising every row -- and free when every value is already normal.
+    Returns the normalised column and, when computed that way, its values (each at least once).
     """
     values = column.unique() if column.dtype == pl.String else column
     if 2 * len(values) >= len(column):  # mostly distinct (or not text, or empty): no gain
-        return then(column.to_frame().with_columns(expr).to_series())
+        return then(column.to_frame().with_columns(expr).to_series()), None
     normal = then(values.to_frame().with_columns(expr).to_series())
     if normal.dtype == values.dtype and normal.eq_missing(values).all():
-        return column
-    return column.replace_strict(values, normal, return_dtype=normal.dtype)
+        return column, values
+    return column.replace_strict(values, normal, return_dtype=normal.dtype), normal
 
 
 def _is_pandas(value: object) -> bool:
@@ -195,6 +196,10 @@ def normalize(pairs: pl.DataFrame | pl.LazyFrame) -> tuple[pl.DataFrame, pl.Data
     TypeError
         When ``pairs`` is not a polars DataFrame or LazyFrame.
 
+    See Also
+    --------
+    prepare : normalise, validate and de-duplicate in one step.
+
     Examples
     --------
     >>> import polars as pl
@@ -204,6 +209,14 @@ def normalize(pairs: pl.DataFrame | pl.LazyFrame) -> tuple[pl.DataFrame, pl.Data
     >>> frame.row(0)
     ('WP1BE2AY5PDA28064', 20000, 3000, 'mbofaugusta.com', '02134', None, 0)
     """
+    normalised, raw, _distinct = _normalized(pairs)
+    return normalised, raw
+
+
+def _normalized(
+    pairs: pl.DataFrame | pl.LazyFrame,
+) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.Series]]:
+    """:func:`normalize`, plus the normalised values of the columns it read per value."""
     if isinstance(pairs, pl.LazyFrame):
         pairs = pairs.collect()
     if not isinstance(pairs, pl.DataFrame):
@@ -233,13 +246,16 @@ def normalize(pairs: pl.DataFrame | pl.LazyFrame) -> tuple[pl.DataFrame, pl.Data
         "zip": _zip(schema["zip"]),
         "mc_location_id": pl.when(mc_id == "").then(None).otherwise(mc_id),
     }
-    normalised = pl.DataFrame(
-        [
-            _per_value(raw.get_column(name), rule.alias(name), _FINISH.get(name, _unchanged))
-            for name, rule in rules.items()
-        ]
-    ).with_columns(raw.get_column(ROW))
-    return normalised, raw
+    columns: list[pl.Series] = []
+    distinct: dict[str, pl.Series] = {}
+    for name, rule in rules.items():
+        column, values = _per_value(
+            raw.get_column(name), rule.alias(name), _FINISH.get(name, _unchanged)
+        )
+        columns.append(column)
+        if values is not None:
+            distinct[name] = values
+    return pl.DataFrame(columns).with_columns(raw.get_column(ROW)), raw, distinct
 
 
 def _display(values: pl.Series) -> pl.Series:
@@ -261,15 +277,21 @@ def _display(values: pl.Series) -> pl.Series:
     return text.to_frame("v").select(rendered.fill_null("null")).to_series()
 
 
-def _failed_checks(normalised: pl.DataFrame) -> pl.DataFrame:
+def _failed_checks(
+    normalised: pl.DataFrame, known: Mapping[str, pl.Series] | None = None
+) -> pl.DataFrame:
     """Run :class:`PairsInput` once per distinct value of each column; return failing rows.
 
     Every check of the model is per value, so the model validates a frame whose columns hold
     each column's distinct values (padded to one height by repeating the first), and each
     failing value is traced back to the input rows that hold it: ``row``, ``column``,
-    ``check``.
+    ``check``. ``known``: each column's values already at hand (repeats allowed).
     """
-    distinct = {name: normalised.get_column(name).unique() for name in PAIR_COLUMNS}
+    known = known or {}
+    distinct = {
+        name: known[name] if name in known else normalised.get_column(name).unique()
+        for name in PAIR_COLUMNS
+    }
     height = max(len(values) for values in distinct.values())
     frame = pl.DataFrame(
         [
@@ -308,7 +330,12 @@ def _failed_checks(normalised: pl.DataFrame) -> pl.DataFrame:
     return cases.cast(columns)  # type: ignore[arg-type]
 
 
-def validate(normalised: pl.DataFrame, raw: pl.DataFrame) -> pl.DataFrame:
+def validate(
+    normalised: pl.DataFrame,
+    raw: pl.DataFrame,
+    *,
+    distinct: Mapping[str, pl.Series] | None = None,
+) -> pl.DataFrame:
     """Check the normalised frame against :class:`~mm_pipeline.schemas.PairsInput`.
 
     Returns
@@ -316,9 +343,9 @@ def validate(normalised: pl.DataFrame, raw: pl.DataFrame) -> pl.DataFrame:
     pl.DataFrame
         One row per failed check: ``row`` (input row number), ``column``, ``check`` (pandera's
         check name), ``value`` (the original value as given) and ``reason`` (in words); empty
-        when every row is valid.
+        when every row is valid. ``distinct``: columns' normalised values already known.
     """
-    cases = _failed_checks(normalised)
+    cases = _failed_checks(normalised, distinct)
     parts: list[pl.DataFrame] = []
     for (column,), group in cases.group_by("column", maintain_order=True):
         name = str(column)
@@ -400,6 +427,24 @@ def _as_failed(frame: pl.DataFrame, code: str, message: pl.Expr) -> pl.DataFrame
     )
 
 
+def _first_occurrences(frame: pl.DataFrame) -> pl.DataFrame:
+    """Keep the first row of every distinct pair, in order.
+
+    Rows whose pair hash is unique are distinct for sure; only rows sharing a hash (true
+    duplicates, or the rare collision) are compared value by value. Hashing a pair is about
+    twice as fast as comparing it, and most frames have few duplicates or none.
+    """
+    pair = pl.struct(PAIR_COLUMNS)
+    shared = frame.select(pair.hash().is_duplicated()).to_series()
+    if not shared.any():
+        return frame
+    candidates = frame.filter(shared)
+    firsts = candidates.filter(pair.is_first_distinct())
+    if firsts.height == candidates.height:  # collisions only
+        return frame
+    return pl.concat([frame.filter(~shared), firsts]).sort(ROW)
+
+
 def prepare(
     pairs: pl.DataFrame | pl.LazyFrame,
     *,
@@ -427,8 +472,8 @@ def prepare(
     """
     if on_invalid not in ("raise", "fail"):
         raise ValueError(f"on_invalid must be 'raise' or 'fail', got {on_invalid!r}")
-    normalised, raw = normalize(pairs)
-    cases = validate(normalised, raw)
+    normalised, raw, values = _normalized(pairs)
+    cases = validate(normalised, raw, distinct=values)
     messages = _messages(cases)
     if messages.height and on_invalid == "raise":
         _raise_invalid(cases, messages, normalised.height)
@@ -438,7 +483,7 @@ def prepare(
         bad = normalised.join(messages, on=ROW, how="inner", maintain_order="left")
         failed.append(_as_failed(bad, "invalid_input", pl.col("error_message")))
         valid = normalised.join(messages, on=ROW, how="anti", maintain_order="left")
-    distinct = valid.filter(pl.struct(PAIR_COLUMNS).is_first_distinct())
+    distinct = _first_occurrences(valid)
     duplicates_removed = valid.height - distinct.height
     conflicts = 0
     if endpoint == "vins":
