@@ -600,7 +600,7 @@ class Session:
         await self.limiter.acquire()
         self.stats.requests += 1
         started = time.monotonic()
-        url = redact_url(path)
+        url = path if json_body is not None else redact_url(path)  # JSON: set just below
         response: httpx.Response | None = None
         outcome: httpx.Response | TransportError
         try:

@@ -91,9 +91,9 @@ _KEYS = {
     endpoint: tuple(operator.attrgetter(name) for name in fields)
     for endpoint, fields in _FIELDS.items()
 }
-_SCORES_AND_RANK = tuple(
-    operator.attrgetter(name) for name in ("vin_score", "dealer_ymm_score", "vin_rank")
-)
+_VIN_SCORE = operator.attrgetter("vin_score")
+_DEALER_SCORE = operator.attrgetter("dealer_ymm_score")
+_RANK = operator.attrgetter("vin_rank")
 _ZIP = operator.attrgetter("zip")
 _MC_LOCATION_ID = operator.attrgetter("mc_location_id")
 _MESSAGES = {
@@ -394,7 +394,9 @@ class _ChunkRanker:
         if None in ranked or len(set(ranked)) != len(ranked):
             return None
         # Present and typed: the typed decoding saw to it.
-        vin_score, dealer_score, ranks = (list(map(f, items)) for f in _SCORES_AND_RANK)
+        vin_score = list(map(_VIN_SCORE, items))
+        dealer_score = list(map(_DEALER_SCORE, items))
+        ranks = list(map(_RANK, items))
         if not all(map(operator.le, ranks, ranks[1:])):
             return None
         seconds, thirds = list(map(second, items)), list(map(third, items))
