@@ -804,8 +804,12 @@ async def rank_online(
     groups, pre_groups = grouped.members, grouped.pre
     rankings: list[tuple[list[int], int]] = [([], 0)] * len(groups)
     label = "ranking dealers" if endpoint == "dealers" else "ranking vehicles"
-    with progress_bar(progress, total=planned_requests, desc=label) as bar:
+    with (
+        progress_bar(progress, total=planned_requests, desc=label) as bar,
+        contextlib.ExitStack() as scope,
+    ):
         ranker = _ranker(pairs, grouped, endpoint, session, bar, planned_requests or 0)
+        scope.enter_context(_long_lived())  # until the result frames are built
         if preranked is not None and preranked.height:
             ranker.seed(first_pre, preranked)
         counters = ranker.counters
@@ -847,10 +851,9 @@ async def rank_online(
                 counters.pairs_done += len(members) + len(pre)
 
         try:
-            with _long_lived():
-                async with asyncio.TaskGroup() as tasks:
-                    for _ in range(max(1, min(concurrency, len(groups)))):
-                        tasks.create_task(worker())
+            async with asyncio.TaskGroup() as tasks:
+                for _ in range(max(1, min(concurrency, len(groups)))):
+                    tasks.create_task(worker())
         except ExceptionGroup as group:
             stops = [exc for exc in group.exceptions if isinstance(exc, _GroupFailedError)]
             if not stops:  # not an API failure: a bug, surfaced as itself
@@ -867,5 +870,5 @@ async def rank_online(
                 f"these pairs in result.failed (error_code 'ranking_failed')."
             )
             raise error from None
-    ranked, failed = _assemble(pairs, ranker, rankings)
+        ranked, failed = _assemble(pairs, ranker, rankings)
     return OnlineOutcome(ranked=ranked, failed=failed, counters=counters)
