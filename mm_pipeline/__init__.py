@@ -5,9 +5,11 @@ The public names are re-exported here; every module behind them is private.
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
+from typing import TYPE_CHECKING, Any
 
-from mm_pipeline import _namespace, schemas, webhooks
+from mm_pipeline import _namespace, webhooks
 from mm_pipeline._batch import BatchClient, BatchDownloadWarning, BatchJob
 from mm_pipeline._client import MarketMatchClient, RequestStats, Session
 from mm_pipeline._exceptions import (
@@ -36,6 +38,9 @@ from mm_pipeline._exceptions import (
 from mm_pipeline._plan import Plan, plan
 from mm_pipeline._rank import arank_dealers, arank_vins, cross_pairs, rank_dealers, rank_vins
 from mm_pipeline._result import RankResult, RankStats
+
+if TYPE_CHECKING:
+    from mm_pipeline import schemas
 
 __all__ = [
     "APIError",
@@ -87,7 +92,13 @@ for _name in __all__:
 del _name, _public, _namespace  # the namespace registers itself on import
 
 
-def __getattr__(name: str) -> str:
+def __getattr__(name: str) -> Any:
     if name == "__version__":
         return importlib.metadata.version("mm-pipeline")
+    if name == "schemas":  # pandera (and pandas with it) load on first use: 0.7 s
+        return importlib.import_module("mm_pipeline.schemas")
     raise AttributeError(f"module 'mm_pipeline' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})  # the lazy names too, for tab completion

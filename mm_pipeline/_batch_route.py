@@ -292,6 +292,22 @@ def _as_failed(
     )
 
 
+def _one_row_per_key(result: pl.DataFrame, notes: dict[str, int]) -> pl.DataFrame:
+    """Keep one result row per key, a ranked one where the file repeats a key.
+
+    Result files rarely repeat a key or fail a row, so the copies that sorting and
+    de-duplicating make are only paid when they do.
+    """
+    if result.get_column("error_code").null_count() < result.height:  # some rows failed
+        result = result.sort(pl.col("error_code").is_not_null(), maintain_order=True)
+    repeated = result.select(pl.struct(_KEY).is_duplicated().any()).item()
+    unique = (
+        result.unique(subset=list(_KEY), keep="first", maintain_order=True) if repeated else result
+    )
+    notes["batch_duplicate_result_rows"] = result.height - unique.height
+    return unique
+
+
 def _map_back(
     pairs: pl.DataFrame,
     job_ids: list[str],
@@ -307,18 +323,23 @@ def _map_back(
         todo = pairs.join(
             failed_jobs.select(*PAIR_COLUMNS), on=list(PAIR_COLUMNS), how="anti", nulls_equal=True
         )
-    result = (
-        pl.concat(results) if results else pl.DataFrame(schema={**RESULT_SCHEMA, "_job": pl.String})
+    unique = _one_row_per_key(
+        pl.concat(results)
+        if results
+        else pl.DataFrame(schema={**RESULT_SCHEMA, "_job": pl.String}),
+        notes,
     )
-    # Prefer a ranked row when the file repeats a key.
-    result = result.sort(pl.col("error_code").is_not_null(), maintain_order=True)
-    unique = result.unique(subset=list(_KEY), keep="first", maintain_order=True)
-    notes["batch_duplicate_result_rows"] = result.height - unique.height
-    renamed = unique.rename({"mc_location_id": "_result_location"})
-    matched = todo.join(renamed, on=list(_KEY), how="left", maintain_order="left")
-    notes["batch_unexpected_result_rows"] = unique.join(
-        todo.select(_KEY).unique(), on=list(_KEY), how="anti"
-    ).height
+    expected = (
+        unique.lazy().join(todo.lazy().select(_KEY), on=list(_KEY), how="semi").select(pl.len())
+    )
+    notes["batch_unexpected_result_rows"] = unique.height - expected.collect().item()
+    matched = todo.join(
+        unique.rename({"mc_location_id": "_result_location"}),
+        on=list(_KEY),
+        how="left",
+        maintain_order="left",
+    )
+    del unique  # the join holds what is needed: the result is not kept twice
     missing = pl.col("_job").is_null()
     notes["batch_missing_from_result"] = matched.filter(missing).height
     is_ranked = ~missing & pl.col("error_code").is_null()

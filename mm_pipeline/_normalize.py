@@ -44,12 +44,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-import pandera.errors
 import polars as pl
 
 from mm_pipeline._exceptions import InvalidInputError
 from mm_pipeline._frames import FAILED_WITH_ROW, PAIR_COLUMNS, ROW
-from mm_pipeline.schemas import PairsInput
 
 __all__ = ["OnInvalid", "Prepared", "normalize", "prepare", "validate"]
 
@@ -299,6 +297,11 @@ def _failed_checks(
             for values in distinct.values()
         ]
     )
+    # pandera loads here, on the first validation, not with the package (about 0.7 s).
+    import pandera.errors  # noqa: PLC0415
+
+    from mm_pipeline.schemas import PairsInput  # noqa: PLC0415
+
     columns = {"row": pl.Int64, "column": pl.String, "check": pl.String}
     try:
         PairsInput.validate(frame, lazy=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pandera.errors
@@ -91,3 +93,18 @@ def test_failed_rows_carry_no_scores_and_a_code() -> None:
         FailedMatch.validate(failed(vin_score=1.0))
     with pytest.raises(pandera.errors.SchemaError):
         FailedMatch.validate(failed(error_code=None))
+
+
+def test_pandera_loads_on_first_use_not_with_the_package() -> None:
+    """`import mm_pipeline` leaves pandera (and pandas) unloaded; mm.schemas and a plan load it."""
+    script = (
+        "import sys, polars as pl, mm_pipeline as mm\n"
+        "print('pandera' in sys.modules, 'schemas' in dir(mm))\n"
+        "pairs = pl.DataFrame({'vin': ['WP1BE2AY5PDA28064'], 'price': [1], 'miles': [0],"
+        " 'source': ['a.com']})\n"
+        "print(mm.plan(pairs).requests, 'pandera' in sys.modules, mm.schemas.PairsInput.__name__)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.split() == ["False", "True", "1", "True", "PairsInput"]
