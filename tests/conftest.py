@@ -14,7 +14,8 @@ Fixtures
 ``webhook_receiver``
     A tiny local HTTP server recording every POST; ``statuses`` scripts its answers.
 
-Helpers: :func:`csv_gz` builds an upload, :func:`wait_until` polls a condition with a deadline.
+Helpers: :func:`csv_gz` builds an upload, :func:`wait_until` polls a condition with a deadline,
+:func:`make_vins` makes distinct decodable VINs from :data:`PUBLISHED_VINS`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from mm_pipeline._vin import check_digit
 from mm_pipeline.sandbox import Sandbox, running
 
 PRIMARY_KEY = "mc_test_primary_account_key"
@@ -47,6 +49,18 @@ SANDBOX_OPTIONS: dict[str, Any] = {
     "webhook_retry_delays": (0.05, 0.1, 0.2),
     "webhook_timeout": 2.0,
 }
+#: The VINs of the published API text (all decodable, valid check digits).
+PUBLISHED_VINS = (
+    "WP1BE2AY5PDA28064",
+    "5FNYF8H54SB000197",
+    "JTJBM7FX1K5236458",
+    "YV4L12RL4R1757085",
+    "JTMDFREV7JJ214231",
+    "7YAKN4DA1SY001014",
+    "KL79MPSL8SB184667",
+    "1FMCU0GD0JUD56190",
+    "4T1C11BKXNU065125",
+)
 PAIRS_HEADER = ("vin", "price", "miles", "source", "zip")
 TLS = ssl.create_default_context()
 """One TLS context for every test client (building one per client costs ~80 ms)."""
@@ -83,6 +97,15 @@ def client_for(sb: Sandbox, key: str | None = None, *, timeout: float = 10.0) ->
         timeout=timeout,
         verify=TLS,
     )
+
+
+def make_vins(count: int, *, offset: int = 0) -> list[str]:
+    """Distinct decodable VINs: the published ones with new serial numbers and check digits."""
+    vins = []
+    for i in range(offset, offset + count):
+        draft = PUBLISHED_VINS[i % len(PUBLISHED_VINS)][:11] + f"{i:06d}"
+        vins.append(draft[:8] + check_digit(draft) + draft[9:])
+    return vins
 
 
 def csv_gz(rows: Iterable[Iterable[object]], header: Iterable[str] = PAIRS_HEADER) -> bytes:

@@ -15,18 +15,7 @@ from mm_pipeline._vin import (
     is_valid_vin,
     vin_is_valid,
 )
-
-PUBLISHED_VINS = [
-    "WP1BE2AY5PDA28064",
-    "5FNYF8H54SB000197",
-    "JTJBM7FX1K5236458",
-    "YV4L12RL4R1757085",
-    "JTMDFREV7JJ214231",
-    "7YAKN4DA1SY001014",
-    "KL79MPSL8SB184667",
-    "1FMCU0GD0JUD56190",
-    "4T1C11BKXNU065125",
-]
+from tests.conftest import PUBLISHED_VINS
 
 
 def with_check_digit(draft: str) -> str:

@@ -16,7 +16,7 @@ import pytest
 
 import mm_pipeline as mm
 from mm_pipeline._client import set_backoff_scale
-from tests.client.test_rank_online import make_vins
+from tests.conftest import make_vins
 
 Handler = Callable[[dict[str, Any]], tuple[int, Any]]
 

@@ -15,11 +15,11 @@ from mm_pipeline.sandbox import Sandbox
 from mm_pipeline.sandbox._market import Market
 from tests.client.test_rank_online import (
     client_for,
-    make_vins,
     market_dealers,
     truth_order,
     vehicles,
 )
+from tests.conftest import make_vins
 
 
 @settings(max_examples=8, deadline=None)

@@ -1,7 +1,7 @@
 """rank_dealers / rank_vins online, end to end against the sandbox served over loopback.
 
-Helpers here (``make_vins``, ``market_dealers``, ``truth_order``, ``client_for``) are shared by
-the other ``test_online_*`` modules.
+Helpers here (``market_dealers``, ``truth_order``, ``client_for``) are shared by the other
+``test_online_*`` modules.
 """
 
 from __future__ import annotations
@@ -17,33 +17,13 @@ import pytest
 
 import mm_pipeline as mm
 from mm_pipeline._client import set_backoff_scale
-from mm_pipeline._vin import check_digit
 from mm_pipeline.sandbox import Sandbox, running
 from mm_pipeline.sandbox._market import Market
 from mm_pipeline.schemas import FailedMatch, RankedMatch
+from tests.conftest import make_vins
 
-PUBLISHED_VINS = (
-    "WP1BE2AY5PDA28064",
-    "5FNYF8H54SB000197",
-    "JTJBM7FX1K5236458",
-    "YV4L12RL4R1757085",
-    "JTMDFREV7JJ214231",
-    "7YAKN4DA1SY001014",
-    "KL79MPSL8SB184667",
-    "1FMCU0GD0JUD56190",
-    "4T1C11BKXNU065125",
-)
 UNDECODABLE_VIN = "ZZZBE2AY3PDA28064"  # valid check digit, unknown manufacturer
 PAIR_KEY = ["vin", "price", "miles", "source", "zip"]
-
-
-def make_vins(count: int, *, offset: int = 0) -> list[str]:
-    """Distinct decodable VINs: the published ones with new serial numbers."""
-    vins = []
-    for i in range(offset, offset + count):
-        draft = PUBLISHED_VINS[i % len(PUBLISHED_VINS)][:11] + f"{i:06d}"
-        vins.append(draft[:8] + check_digit(draft) + draft[9:])
-    return vins
 
 
 def vehicles(count: int, *, offset: int = 0) -> pl.DataFrame:

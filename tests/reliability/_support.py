@@ -12,9 +12,9 @@ import polars as pl
 from polars.testing import assert_frame_equal
 
 import mm_pipeline as mm
-from mm_pipeline._vin import check_digit
 from mm_pipeline.sandbox import Sandbox
 from mm_pipeline.sandbox._market import Market
+from tests.conftest import make_vins
 
 __all__ = [
     "ALL_FAULT_KINDS",
@@ -39,26 +39,6 @@ _UNDECODABLE_VIN: Final = "ZZZBE2AY3PDA28064"
 _UNKNOWN_DEALER: Final = {"source": "no-such-rooftop.example", "zip": "10001"}
 """A well-formed dealer the API does not know."""
 _PROBE_ATTEMPTS: Final = 50
-_SEED_VINS: Final = (
-    "WP1BE2AY5PDA28064",
-    "5FNYF8H54SB000197",
-    "JTJBM7FX1K5236458",
-    "YV4L12RL4R1757085",
-    "JTMDFREV7JJ214231",
-    "7YAKN4DA1SY001014",
-    "KL79MPSL8SB184667",
-    "1FMCU0GD0JUD56190",
-    "4T1C11BKXNU065125",
-)
-
-
-def _vins(count: int) -> list[str]:
-    """Distinct decodable VINs: the published ones with new serial numbers and check digits."""
-    vins = []
-    for i in range(count):
-        draft = _SEED_VINS[i % len(_SEED_VINS)][:11] + f"{i:06d}"
-        vins.append(draft[:8] + check_digit(draft) + draft[9:])
-    return vins
 
 
 def placement_pairs(vehicles: int, dealers: int, *, offset: int = 0) -> pl.DataFrame:
@@ -71,7 +51,7 @@ def placement_pairs(vehicles: int, dealers: int, *, offset: int = 0) -> pl.DataF
     """
     cars = pl.DataFrame(
         {
-            "vin": [*_vins(vehicles), _UNDECODABLE_VIN],
+            "vin": [*make_vins(vehicles), _UNDECODABLE_VIN],
             "price": [15_000 + 370 * i for i in range(vehicles + 1)],
             "miles": [1_000 + 2_900 * i for i in range(vehicles + 1)],
         }
