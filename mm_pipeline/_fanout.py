@@ -46,7 +46,7 @@ import msgspec
 import orjson
 import polars as pl
 
-from mm_pipeline._answers import DealersAnswer, VinsAnswer, decoder
+from mm_pipeline._answers import TypedAnswer, decoder
 from mm_pipeline._exact import GroupRanking, rank_group
 from mm_pipeline._exceptions import (
     AuthenticationError,
@@ -323,7 +323,7 @@ class _ChunkRanker:
 
     def _absorb(self, positions: list[int], answer: Any) -> list[int]:
         """Record a 200 answer; return the ranked positions, best first."""
-        if isinstance(answer, DealersAnswer | VinsAnswer):
+        if isinstance(answer, TypedAnswer):
             exact = self._record_exact(positions, answer)
             if exact is not None:
                 return exact
@@ -364,9 +364,7 @@ class _ChunkRanker:
                 )
         return ranked
 
-    def _record_exact(
-        self, positions: list[int], answer: DealersAnswer | VinsAnswer
-    ) -> list[int] | None:
+    def _record_exact(self, positions: list[int], answer: TypedAnswer) -> list[int] | None:
         """Record a typed answer that echoes its chunk exactly; ``None`` for any other answer.
 
         The hot path of the library, for groups that fit one request (the positions are
