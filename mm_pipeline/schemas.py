@@ -102,7 +102,8 @@ class FailedMatch(_Frame):
     price of ``"abc"``; the message quotes the original). ``error_code`` is one of
     ``invalid_input``, ``vin_decode_failed``, ``dealer_not_found``,
     ``multi_location_requires_zip``, ``duplicate_conflict``, ``batch_job_failed``,
-    ``ranking_failed``, or a code carried by a batch result file.
+    ``ranking_failed``, ``location_unconfirmed`` (a batch result without the rooftop id that
+    would confirm a given ``mc_location_id``), or a code carried by a batch result file.
     """
 
     vin: str = pa.Field(nullable=True)
