@@ -17,8 +17,10 @@ import re
 import threading
 import traceback
 from collections.abc import Iterable
-from typing import Final
+from typing import Any, Final
 from urllib.parse import quote
+
+import polars as pl
 
 __all__ = [
     "REDACTED",
@@ -27,9 +29,11 @@ __all__ = [
     "install_log_redaction",
     "mask",
     "redact",
+    "redact_series",
     "redact_url",
     "register_secret",
     "registered_secrets",
+    "scrub",
 ]
 
 REDACTED: Final = "REDACTED"
@@ -69,6 +73,47 @@ def redact(text: str, *secrets: str) -> str:
         for variant in sorted(_variants(secret), key=len, reverse=True):
             text = text.replace(variant, REDACTED)
     return redact_url(text)
+
+
+def scrub(value: Any) -> Any:
+    """Return ``value`` with every registered secret removed from each string inside it.
+
+    For server text as it enters: a string, or decoded JSON (lists and dicts, walked).
+
+    Examples
+    --------
+    >>> register_secret("mc_test_doc_scrub")
+    >>> scrub({"error_message": "key mc_test_doc_scrub rejected", "n": [1, "x"]})
+    {'error_message': 'key REDACTED rejected', 'n': [1, 'x']}
+    """
+    if isinstance(value, str):
+        return redact(value, *_secrets)
+    if isinstance(value, list):
+        return [scrub(v) for v in value]
+    if isinstance(value, dict):
+        return {scrub(k): scrub(v) for k, v in value.items()}
+    return value
+
+
+def redact_series(values: pl.Series, *, replacement: str = REDACTED) -> pl.Series:
+    """Return a String series without registered secrets (also URL-encoded) or ``api_key=`` values.
+
+    Vectorised for server text copied into frames: each secret costs one literal scan of the
+    column, and the column is rewritten only when it holds one (almost never).
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> register_secret("mc_test_doc_series")
+    >>> redact_series(pl.Series(["ok", "echo mc_test_doc_series", None, "?api_key=x"])).to_list()
+    ['ok', 'echo REDACTED', None, '?api_key=REDACTED']
+    """
+    for variant in sorted({v for s in _secrets for v in _variants(s)}, key=len, reverse=True):
+        if values.str.contains(variant, literal=True).any():
+            values = values.str.replace_all(variant, replacement, literal=True)
+    if values.str.contains(_API_KEY_PARAM.pattern).any():
+        values = values.str.replace_all(_API_KEY_PARAM.pattern, f"${{1}}{replacement}")
+    return values
 
 
 def mask(secret: str) -> str:

@@ -201,3 +201,24 @@ async def test_a_result_without_rooftop_ids_cannot_confirm_a_given_id(tmp_path: 
     ]
     assert "could not be confirmed" in outcome.failed["error_message"][0]
     assert outcome.notes["batch_locations_unconfirmed"] == 1
+
+
+async def test_a_result_file_echoing_the_key_is_redacted(tmp_path: Path) -> None:
+    """Result-file text (error codes and messages, rooftop ids) never carries the API key."""
+    key = "mc_test_shapes_key"
+    lines = ["vin,price,miles,source,zip,mc_location_id,vin_score,dealer_ymm_score,vin_rank,error"]
+    lines += [
+        f"{VIN},20000,3000,a.com,30907,{key},1500,900,1,",
+        f"{VIN},20000,3000,b.com,30908,,,,,dealer_not_found: no dealer for key {key}",
+        f"{VIN},20000,3000,c.com,30909,,,,,{key}: api_key={key}",
+    ]
+    body = gzip.compress(("\n".join(lines) + "\n").encode())
+    server = _FakeServer(body, checksum="sha256=" + hashlib.sha256(body).hexdigest())
+    outcome = await _run(server, tmp_path)
+    frames = pl.concat([outcome.ranked, outcome.failed], how="diagonal_relaxed")
+    assert key not in frames.write_csv()
+    assert outcome.ranked["mc_location_id"].to_list() == ["REDACTED"]
+    assert outcome.failed.select("error_code", "error_message").rows() == [
+        ("dealer_not_found", "batch job j1: no dealer for key REDACTED"),
+        ("redacted", "batch job j1: api_key=REDACTED"),
+    ]
