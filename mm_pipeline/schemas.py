@@ -56,7 +56,7 @@ class PairsInput(_Frame):
     price: pl.Int64 = pa.Field(gt=0)
     miles: pl.Int64 = pa.Field(ge=0)
     source: str = pa.Field(str_matches=r"^[^\s/]+$", str_length={"max_value": 253})
-    zip: str = pa.Field(nullable=True, str_matches=r"^\d{5}$")
+    zip: str = pa.Field(nullable=True, str_matches=r"^[0-9]{5}$")  # ASCII digits, not \d
     mc_location_id: str = pa.Field(nullable=True, str_length={"max_value": 255})
 
     @pa.check("vin", name="vin_check_digit")
