@@ -109,8 +109,11 @@ def _text(name: str, dtype: pl.DataType) -> pl.Expr:
 
 
 def _ascii_upper(text: pl.Expr) -> pl.Expr:
-    """Upper-case ASCII text; leave other text as given (Unicode case mapping turns ``"ſ"``
-    into ``"S"`` and ``"ﬀ"`` into ``"FF"``, which would make a non-ASCII VIN pass)."""
+    """Upper-case ASCII text; leave other text as given.
+
+    Unicode case mapping turns a long s (U+017F) into ``"S"`` and the ligature U+FB00 into
+    ``"FF"``, which would make a non-ASCII VIN pass.
+    """
     return pl.when(text.str.contains(_NON_ASCII)).then(text).otherwise(text.str.to_uppercase())
 
 
@@ -400,7 +403,7 @@ def validate(
 
 
 def _non_ascii_digits(name: str, original: pl.Series) -> pl.Series:
-    """Flag a ZIP, price or miles given as text with characters beyond ASCII (e.g. ``"3090７"``)."""
+    """Flag a ZIP, price or miles given as text beyond ASCII (a fullwidth or Arabic-Indic digit)."""
     if name not in ("zip", "price", "miles") or original.dtype != pl.String:
         return pl.repeat(False, original.len(), eager=True)
     return original.str.contains(_NON_ASCII).fill_null(False)

@@ -67,7 +67,7 @@ def check_digit(vin: str) -> str:
     >>> check_digit("4T1C11BKXNU065125")
     'X'
     """
-    # ASCII first: Unicode case mapping turns "ſ" into "S" (and "ﬀ" into "FF").
+    # ASCII first: Unicode case mapping turns a long s (U+017F) into "S", U+FB00 into "FF".
     upper = vin.upper() if vin.isascii() else vin
     if len(upper) != VIN_LENGTH or any(c not in TRANSLITERATION for c in upper):
         msg = f"not a 17-character VIN of the VIN alphabet (no I, O, Q): {vin!r}"
