@@ -8,8 +8,9 @@ the jobs of the earlier run, and the verified result files come from the cache.
 Every input pair is accounted for: a pair is ranked when its result row has a rank and scores,
 failed with the result's error code otherwise, ``missing_from_result`` when the result file
 has no row for it, and (with ``on_job_failed="fail"``) failed with the job's error code when
-its job FAILED. Batch ranks order the dealers of each VIN across all its rows, so they are
-exact.
+its job FAILED. A pair that gives an ``mc_location_id`` (the file carries only source and zip)
+is ranked only when the result's rooftop id confirms it (see :func:`_confirm_locations`). Batch
+ranks order the dealers of each VIN across all its rows, so they are exact.
 """
 
 from __future__ import annotations
