@@ -16,7 +16,7 @@ import logging
 import re
 import threading
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -168,12 +168,27 @@ class RedactingFilter(logging.Filter):
         return redact(text, *self._own, *_secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Scrub ``record`` in place; never drops it."""
+        """Scrub ``record`` in place; never drops it.
+
+        The message and each argument are scrubbed where they stand, so ``record.args`` keeps
+        its shape for formatters that read it (uvicorn's access log unpacks five). Only when
+        the formatted message would still reveal a secret (one assembled from several pieces)
+        or cannot be formatted is the record collapsed to its scrubbed text, without args.
+        """
+        original = record.msg, record.args
+        record.msg = self._scrub_arg(record.msg)
+        if isinstance(record.args, Mapping):
+            record.args = {k: self._scrub_arg(v) for k, v in record.args.items()}
+        elif isinstance(record.args, tuple):
+            record.args = tuple(self._scrub_arg(a) for a in record.args)
         try:
             message = record.getMessage()
         except Exception:  # a broken format string must not hide the record
-            message = f"{record.msg!r} % {record.args!r}"
-        record.msg, record.args = self.scrub(message), ()
+            message = f"{original[0]!r} % {original[1]!r}"
+            record.msg, record.args = self.scrub(message), ()
+        else:
+            if self.scrub(message) != message:
+                record.msg, record.args = self.scrub(message), ()
         if record.exc_info:
             text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
             record.exc_info, record.exc_text = None, self.scrub(text)
@@ -185,6 +200,20 @@ class RedactingFilter(logging.Filter):
             if name not in _STANDARD_ATTRS and isinstance(value, str):
                 setattr(record, name, self.scrub(value))
         return True
+
+    def _scrub_arg(self, value: object) -> object:
+        """*value* scrubbed: text in place; an object whose text shows a secret as its text."""
+        if isinstance(value, str):
+            return self.scrub(value)
+        if value is None or isinstance(value, int | float):
+            return value
+        try:
+            shown = str(value), repr(value)
+        except Exception:  # getMessage() will fail too, and the record collapse
+            return value
+        if any(self.scrub(text) != text for text in shown):
+            return self.scrub(shown[0])
+        return value
 
 
 _FILTER: Final = RedactingFilter()
