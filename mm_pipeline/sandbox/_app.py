@@ -28,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
 from mm_pipeline.sandbox._accounts import Account, Limits
@@ -407,6 +407,8 @@ class _Api:
         else:
             message = str(exc.detail)
         headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request)
         headers.update(self._peek(request).headers())
         return error_response(exc.status_code, message, headers=headers)
 
@@ -417,6 +419,21 @@ class _Api:
     def _peek(self, request: Request) -> Limits:
         accounts = self.state.accounts
         return accounts.peek(accounts.lookup(request.query_params.get("api_key")))
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at the request's path (Starlette names only the first's)."""
+    routes = request.app.router.routes
+    return ", ".join(
+        sorted(
+            {
+                method
+                for route in routes
+                if isinstance(route, Route) and route.matches(request.scope)[0] != Match.NONE
+                for method in route.methods or ()
+            }
+        )
+    )
 
 
 async def _read_json_body(request: Request) -> bytes:
