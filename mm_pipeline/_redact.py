@@ -69,9 +69,10 @@ def redact(text: str, *secrets: str) -> str:
     >>> redact("key mc_test_abc rejected (url ...?api_key=other)", "mc_test_abc")
     'key REDACTED rejected (url ...?api_key=REDACTED)'
     """
-    for secret in secrets:
-        for variant in sorted(_variants(secret), key=len, reverse=True):
-            text = text.replace(variant, REDACTED)
+    # Longest first, across all secrets: a key that is a prefix of another must not leave the
+    # other's tail behind.
+    for variant in sorted({v for s in secrets for v in _variants(s)}, key=len, reverse=True):
+        text = text.replace(variant, REDACTED)
     return redact_url(text)
 
 

@@ -337,3 +337,10 @@ def test_package_and_http_loggers_carry_the_filter() -> None:
 def test_mask(secret: str, shown: str) -> None:
     """mask() shows at most four leading characters, none for short secrets."""
     assert mask(secret) == shown
+
+
+def test_a_key_that_prefixes_another_leaves_no_tail() -> None:
+    """Secrets are replaced longest first, so one that prefixes another hides it whole."""
+    assert redact("keys mc_test_a and mc_test_a_long", "mc_test_a", "mc_test_a_long") == (
+        "keys REDACTED and REDACTED"
+    )
