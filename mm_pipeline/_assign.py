@@ -115,12 +115,22 @@ def _pairs(work: pl.DataFrame, vehicles: pl.DataFrame) -> tuple[pl.DataFrame, pl
         )
         .select(_V, pl.coalesce("message", "message_right").alias("message"))
     )
-    valid = (
-        flagged.filter(~pl.col(_V).is_in(invalid.get_column(_V).implode()))
-        .sort(_V, _DEALER, _COST, _ROW)
-        .unique([_V, _DEALER], keep="first", maintain_order=True)
-    )
+    valid = flagged.filter(~pl.col(_V).is_in(invalid.get_column(_V).implode()))
     return valid, invalid
+
+
+def _numbered(valid: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Return the pairs with dealer numbers (cheapest row per vehicle and dealer), the dealers."""
+    dealers = (
+        valid.group_by(_DEALER)
+        .agg(pl.col(c).first() for c in DEALER_COLUMNS)
+        .sort(_DEALER)
+        .with_row_index(_D)
+        .with_columns(pl.col(_D).cast(pl.Int64))
+    )
+    pairs = valid.join(dealers.select(_DEALER, _D), on=_DEALER).sort(_V, _D, _COST, _ROW)
+    first = (pl.col(_V) != pl.col(_V).shift()) | (pl.col(_D) != pl.col(_D).shift())
+    return pairs.filter(first.fill_null(True)), dealers
 
 
 def _shares(counts: pl.Series) -> float:
@@ -208,16 +218,10 @@ def assign(
     frame, work = _frame(ranked, cost, max_rank)
     vehicles = _vehicles(work)
     valid, invalid = _pairs(work, vehicles)
-    dealers = (
-        valid.group_by(_DEALER)
-        .agg(pl.col(c).first() for c in DEALER_COLUMNS)
-        .sort(_DEALER)
-        .with_row_index(_D)
-    )
+    valid, dealers = _numbered(valid)
     dealers = dealers.with_columns(
         resolve_capacity(dealers, capacity, default_capacity=default_capacity)
     )
-    valid = valid.join(dealers.select(_DEALER, _D), on=_DEALER).sort(_V, _D)
     vehicle = valid.get_column(_V).to_numpy().astype(np.int64)
     dealer = valid.get_column(_D).to_numpy().astype(np.int64)
     costs = valid.get_column(_COST).to_numpy()
