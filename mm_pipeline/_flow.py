@@ -61,8 +61,8 @@ def _integer_costs(cost: FloatArray, nodes: int) -> tuple[IntArray, float, float
     low = float(cost.min())
     span = float(cost.max()) - low
     limit = _INT64_HEADROOM // (nodes + 2)
-    if bool(np.all(cost == np.floor(cost))) and span < min(limit, 2**53):
-        return (cost - low).astype(np.int64), 1.0, low, True
+    if span == 0 or (bool(np.all(cost == np.floor(cost))) and span < min(limit, 2**53)):
+        return np.rint(cost - low).astype(np.int64), 1.0, low, True
     scale = min(COST_STEPS, limit) / span
     return np.rint((cost - low) * scale).astype(np.int64), scale, low, False
 
