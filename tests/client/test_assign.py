@@ -176,7 +176,7 @@ def test_namespace_on_eager_and_lazy_frames() -> None:
     """ranked.marketmatch.assign(...) equals mm.assign(ranked, ...), also on a LazyFrame."""
     direct = mm.assign(TWO_BY_TWO, capacity=1)
     for frame in (TWO_BY_TWO, TWO_BY_TWO.lazy()):
-        plan = frame.marketmatch.assign(capacity=1)
+        plan = frame.marketmatch.assign(capacity=1)  # type: ignore[union-attr]
         assert plan.assigned.equals(direct.assigned)
         assert plan.stats.objective == direct.stats.objective
 
