@@ -91,7 +91,10 @@ def _checked(capacity: pl.DataFrame) -> pl.DataFrame:
     ).filter(pl.col("reason").is_not_null())
     if problems.height:
         raise _invalid("are not valid", problems)
-    frame = frame.with_columns(value.cast(pl.Int64), _match_key().alias("_key"))
+    # More than 2**31 vehicles never reach one dealer: clipping keeps huge values castable.
+    frame = frame.with_columns(
+        value.clip(upper_bound=2**31).cast(pl.Int64), _match_key().alias("_key")
+    )
     duplicated = frame.filter(pl.col("_key").is_duplicated()).drop("_key")
     if duplicated.height:
         raise _invalid("name a dealer more than once", duplicated)
@@ -142,13 +145,16 @@ def resolve_capacity(
     >>> resolve_capacity(dealers, caps, default_capacity=1).to_list()
     [1, 5]
     """
+    if isinstance(capacity, bool) or not isinstance(capacity, int | pl.DataFrame):
+        raise InvalidInputError(
+            "capacity must be a non-negative int or a frame with dealer columns and 'capacity'; "
+            f"got {type(capacity).__name__}"
+        )
+    if isinstance(default_capacity, bool) or not isinstance(default_capacity, int):
+        raise InvalidInputError(
+            f"default_capacity must be a non-negative int; got {type(default_capacity).__name__}"
+        )
     for name, value in (("capacity", capacity), ("default_capacity", default_capacity)):
-        if isinstance(value, bool) or (not isinstance(value, int | pl.DataFrame)):
-            raise InvalidInputError(
-                f"{name} must be a non-negative int"
-                + (" or a frame with dealer columns and 'capacity'" if name == "capacity" else "")
-                + f"; got {value!r}"
-            )
         if isinstance(value, int) and value < 0:
             raise InvalidInputError(f"{name} must be non-negative; got {value}")
     if isinstance(capacity, int):

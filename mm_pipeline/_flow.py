@@ -48,7 +48,7 @@ class Solution:
 def _min_cost_flow() -> Any:
     try:
         from ortools.graph.python import min_cost_flow  # noqa: PLC0415 (optional extra)
-    except ImportError as exc:  # pragma: no cover - the extra is installed in development
+    except ImportError as exc:
         raise ImportError(
             "mm.assign needs OR-Tools: install the 'assign' extra "
             "(pip install 'mm-pipeline[assign]')"

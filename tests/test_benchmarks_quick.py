@@ -45,6 +45,7 @@ FIGURES = {
     "5": {"time growth ÷ linear", "peak RSS growth ÷ linear"},
     "6": {
         "mm.assign wall time",
+        "mm.assign CPU time",
         "peak RSS added",
         "vehicles placed",
         "total cost (sum of vin_rank)",

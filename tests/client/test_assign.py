@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -119,6 +121,8 @@ def test_every_vehicle_is_placed_or_unassigned_with_its_reason() -> None:
         ({"source": ["a.com"], "capacity": [-1]}, "capacity is negative"),
         ({"source": ["a.com"], "capacity": [None]}, "capacity is missing"),
         ({"source": ["a.com"], "capacity": [1.5]}, "capacity is not an integer"),
+        ({"source": ["a.com"], "capacity": [float("inf")]}, "capacity is not an integer"),
+        ({"source": ["a.com"], "capacity": [float("nan")]}, "capacity is missing"),
         ({"source": ["a.com", "a.com"], "capacity": [1, 2]}, "name a dealer more than once"),
         ({"source": [None], "capacity": [1]}, "names no dealer"),
         ({"source": ["a.com"], "capacity": ["3"]}, "column 'capacity' is String"),
@@ -138,6 +142,8 @@ def test_bad_capacities_are_named(capacity: dict[str, list[object]], expected: s
     [
         ({"capacity": -1}, "capacity must be non-negative"),
         ({"capacity": True}, "capacity must be a non-negative int"),
+        ({"capacity": "3"}, "capacity must be a non-negative int or a frame"),
+        ({"capacity": 1, "default_capacity": 1.5}, "default_capacity must be a non-negative int"),
         ({"capacity": 1, "default_capacity": -2}, "default_capacity must be non-negative"),
         ({"capacity": 1, "max_rank": 0}, "max_rank must be a positive int"),
         ({"capacity": 1, "cost": "nope"}, "missing column.*nope"),
@@ -234,3 +240,10 @@ def test_sample_data_plan_spreads_the_rank_one_concentration() -> None:
     chart = plan.concentration(top=5)
     assert chart["placement"].unique().sort().to_list() == ["first choice", "plan"]
     assert chart.height == 10
+
+
+def test_without_ortools_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No OR-Tools: ImportError saying which extra to install (before any solving)."""
+    monkeypatch.setitem(sys.modules, "ortools.graph.python.min_cost_flow", None)
+    with pytest.raises(ImportError, match=re.escape("pip install 'mm-pipeline[assign]'")):
+        mm.assign(TWO_BY_TWO, capacity=1)
