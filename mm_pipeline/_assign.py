@@ -18,13 +18,14 @@ from mm_pipeline._assign_result import AssignResult, AssignStats
 from mm_pipeline._capacity import DEALER_COLUMNS, dealer_frame, dealer_key, resolve_capacity
 from mm_pipeline._exceptions import InvalidInputError
 from mm_pipeline._flow import Solution, greedy, solve
+from mm_pipeline._frames import VIN_FIELDS
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
 __all__ = ["VEHICLE_COLUMNS", "assign", "check_plan"]
 
-VEHICLE_COLUMNS = ("vin", "price", "miles")
+VEHICLE_COLUMNS = VIN_FIELDS
 _V, _D, _ROW, _COST, _DEALER = "_vehicle", "_dealer_index", "_row", "_cost", "_dealer"
 
 

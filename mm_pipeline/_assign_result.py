@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import html
 from dataclasses import asdict, dataclass
 
 import polars as pl
+
+from mm_pipeline._result import summary_html
 
 __all__ = ["UNASSIGNED_REASONS", "AssignResult", "AssignStats"]
 
@@ -179,14 +180,5 @@ class AssignResult:
         return "\n".join([head, *(f"  {name + ':':<10} {text}" for name, text in self._lines())])
 
     def _repr_html_(self) -> str:
-        rows = "".join(
-            f"<tr><th style='text-align:left'>{html.escape(name)}</th>"
-            f"<td style='text-align:left'>{html.escape(text)}</td></tr>"
-            for name, text in self._lines()
-        )
-        preview = self.assigned.head(5)._repr_html_()
-        return (
-            f"<div><strong>AssignResult · {html.escape(self.stats.cost)}</strong>"
-            f"<table>{rows}</table>"
-            f"<details><summary>assigned (first 5 rows)</summary>{preview}</details></div>"
-        )
+        title = f"AssignResult · {self.stats.cost}"
+        return summary_html(title, self._lines(), self.assigned, "assigned")

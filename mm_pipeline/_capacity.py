@@ -12,10 +12,11 @@ from __future__ import annotations
 import polars as pl
 
 from mm_pipeline._exceptions import InvalidInputError
+from mm_pipeline._frames import DEALER_FIELDS
 
 __all__ = ["DEALER_COLUMNS", "dealer_frame", "dealer_key", "resolve_capacity"]
 
-DEALER_COLUMNS = ("source", "zip", "mc_location_id")
+DEALER_COLUMNS = DEALER_FIELDS
 _SHOWN = 10
 
 

@@ -10,21 +10,11 @@ import polars as pl
 import pytest
 
 import mm_pipeline as mm
+from mm_pipeline._frames import RANKED_SCHEMA
 from mm_pipeline.sandbox._market import Market
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_data"
-SCHEMA = {
-    "vin": pl.String,
-    "price": pl.Int64,
-    "miles": pl.Int64,
-    "source": pl.String,
-    "zip": pl.String,
-    "mc_location_id": pl.String,
-    "vin_score": pl.Float64,
-    "dealer_ymm_score": pl.Float64,
-    "vin_rank": pl.UInt32,
-    "rank_exact": pl.Boolean,
-}
+SCHEMA = RANKED_SCHEMA
 
 
 def ranked(*rows: tuple[str, str, int, bool]) -> pl.DataFrame:
@@ -244,6 +234,6 @@ def test_sample_data_plan_spreads_the_rank_one_concentration() -> None:
 
 def test_without_ortools_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     """No OR-Tools: ImportError saying which extra to install (before any solving)."""
-    monkeypatch.setitem(sys.modules, "ortools.graph.python.min_cost_flow", None)
+    monkeypatch.setitem(sys.modules, "ortools.graph.python", None)
     with pytest.raises(ImportError, match=re.escape("pip install 'mm-pipeline[assign]'")):
         mm.assign(TWO_BY_TWO, capacity=1)

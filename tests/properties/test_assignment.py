@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mm_pipeline as mm
+from mm_pipeline._frames import RANKED_SCHEMA
 
 SETTINGS = settings(
     max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
@@ -44,21 +45,22 @@ def instances(draw: st.DrawFn) -> Instance:
             source, zip_code, location = DEALERS[d]
             score = draw(st.floats(400, 3000, allow_nan=False).map(lambda x: round(x, 2)))
             rows.append(
-                (f"V{v}", 9000 + v, 10 * v, source, zip_code, location, score, rank, rank <= exact)
+                (
+                    f"V{v}",
+                    9000 + v,
+                    10 * v,
+                    source,
+                    zip_code,
+                    location,
+                    1e3,
+                    score,
+                    rank,
+                    rank <= exact,
+                )
             )
     ranked = pl.DataFrame(
         rows,
-        schema={
-            "vin": pl.String,
-            "price": pl.Int64,
-            "miles": pl.Int64,
-            "source": pl.String,
-            "zip": pl.String,
-            "mc_location_id": pl.String,
-            "dealer_ymm_score": pl.Float64,
-            "vin_rank": pl.UInt32,
-            "rank_exact": pl.Boolean,
-        },
+        schema=RANKED_SCHEMA,
         orient="row",
     )
     listed = draw(st.lists(st.sampled_from(range(len(DEALERS))), unique=True))
@@ -119,6 +121,16 @@ def _brute_force(instance: Instance, cost: str) -> tuple[int, float]:
     return best
 
 
+def _plan(instance: Instance, **options: object) -> mm.AssignResult:
+    return mm.assign(
+        instance.ranked,
+        capacity=instance.capacity,
+        default_capacity=instance.default_capacity,
+        max_rank=instance.max_rank,
+        **options,  # type: ignore[arg-type]
+    )
+
+
 def _check_feasible(instance: Instance, plan: mm.AssignResult) -> None:
     checks = mm.check_plan(
         plan, instance.ranked, instance.capacity, default_capacity=instance.default_capacity
@@ -140,12 +152,7 @@ def _check_feasible(instance: Instance, plan: mm.AssignResult) -> None:
 @given(instances())
 def test_plan_is_feasible_and_optimal_by_rank(instance: Instance) -> None:
     """Default cost: as many placed as any plan can, at the least total vin_rank, proven."""
-    plan = mm.assign(
-        instance.ranked,
-        capacity=instance.capacity,
-        default_capacity=instance.default_capacity,
-        max_rank=instance.max_rank,
-    )
+    plan = _plan(instance)
     _check_feasible(instance, plan)
     placed, total = _brute_force(instance, "vin_rank")
     assert (plan.stats.placed, plan.stats.objective) == (placed, total)
@@ -160,13 +167,7 @@ def test_plan_is_feasible_and_optimal_by_rank(instance: Instance) -> None:
 @given(instances())
 def test_plan_is_optimal_for_a_float_score_to_maximise(instance: Instance) -> None:
     """A negated float score: optimal up to the rounding the bound accounts for."""
-    plan = mm.assign(
-        instance.ranked,
-        capacity=instance.capacity,
-        default_capacity=instance.default_capacity,
-        max_rank=instance.max_rank,
-        cost=-pl.col("dealer_ymm_score"),
-    )
+    plan = _plan(instance, cost=-pl.col("dealer_ymm_score"))
     _check_feasible(instance, plan)
     placed, total = _brute_force(instance, "score")
     assert plan.stats.placed == placed
