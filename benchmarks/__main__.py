@@ -16,12 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks import batch, fanout, overhead, throughput
+from benchmarks import assign, batch, fanout, overhead, throughput
 from benchmarks._report import Report, Row
 from benchmarks._signals import exit_on_signals
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SCENARIOS = (1, 2, 3, 4, 5)
+SCENARIOS = (1, 2, 3, 4, 5, 6)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,6 +33,8 @@ class Sizes:
     """Vehicles of 100 dealers per scaling step; the largest is scenario 2."""
     batch_rows: int
     throughput_seconds: float
+    assign_vehicles: tuple[int, ...]
+    """Vehicles of scenario 6 (each with its exact top-10 of 1,000 dealers)."""
 
 
 FULL = Sizes(
@@ -40,12 +42,14 @@ FULL = Sizes(
     overhead_vehicles=(100, 1_000, 10_000),
     batch_rows=1_000_000,
     throughput_seconds=5.0,
+    assign_vehicles=(10_000, 100_000),
 )
 QUICK = Sizes(
     fanout_requests=24,
     overhead_vehicles=(10, 100),
     batch_rows=20_000,
     throughput_seconds=1.0,
+    assign_vehicles=(1_000,),
 )
 
 
@@ -79,6 +83,11 @@ def _run(sizes: Sizes, only: set[int], work: Path, out: Path, stem: str, report:
             {4},
             "4 sandbox throughput",
             lambda: throughput.run(sizes.throughput_seconds, progress=_say),
+        ),
+        (
+            {6},
+            "6 placement under capacity",
+            lambda: assign.run(list(sizes.assign_vehicles), progress=_say),
         ),
     ]
     for numbers, label, step in steps:

@@ -10,6 +10,8 @@ import importlib.metadata
 from typing import TYPE_CHECKING, Any
 
 from mm_pipeline import _namespace, webhooks
+from mm_pipeline._assign import assign, check_plan
+from mm_pipeline._assign_result import AssignResult, AssignStats
 from mm_pipeline._batch import BatchClient, BatchDownloadWarning, BatchJob
 from mm_pipeline._client import MarketMatchClient, RequestStats, Session
 from mm_pipeline._exceptions import (
@@ -44,6 +46,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "APIError",
+    "AssignResult",
+    "AssignStats",
     "AuthenticationError",
     "BatchClient",
     "BatchDownloadWarning",
@@ -76,6 +80,8 @@ __all__ = [
     "__version__",
     "arank_dealers",
     "arank_vins",
+    "assign",
+    "check_plan",
     "cross_pairs",
     "plan",
     "rank_dealers",

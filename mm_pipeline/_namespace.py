@@ -20,6 +20,8 @@ from typing import Unpack
 
 import polars as pl
 
+from mm_pipeline._assign import assign
+from mm_pipeline._assign_result import AssignResult
 from mm_pipeline._plan import DEFAULT_RATE_LIMIT, Endpoint, Plan, plan
 from mm_pipeline._rank import DealersOptions, VinsOptions, rank_dealers, rank_vins
 from mm_pipeline._result import RankResult
@@ -30,7 +32,7 @@ __all__ = ["MarketMatchNamespace"]
 @pl.api.register_dataframe_namespace("marketmatch")
 @pl.api.register_lazyframe_namespace("marketmatch")
 class MarketMatchNamespace:
-    """MarketMatch ranking of a pairs frame: ``frame.marketmatch.rank_dealers(...)`` etc."""
+    """MarketMatch on a frame: ``pairs.marketmatch.rank_dealers(...)``, ``ranked...assign(...)``."""
 
     def __init__(self, frame: pl.DataFrame | pl.LazyFrame) -> None:
         self._frame = frame
@@ -58,4 +60,21 @@ class MarketMatchNamespace:
             exact_top_k=exact_top_k,
             chunk_size=chunk_size,
             rate_limit=rate_limit,
+        )
+
+    def assign(
+        self,
+        *,
+        capacity: int | pl.DataFrame,
+        default_capacity: int = 0,
+        cost: str | pl.Expr = "vin_rank",
+        max_rank: int | None = None,
+    ) -> AssignResult:
+        """Place each vehicle of this ranked frame under capacity: :func:`mm_pipeline.assign`."""
+        return assign(
+            self._frame,
+            capacity=capacity,
+            default_capacity=default_capacity,
+            cost=cost,
+            max_rank=max_rank,
         )

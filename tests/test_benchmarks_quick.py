@@ -43,6 +43,13 @@ FIGURES = {
     },
     "4": {"throughput", "latency p50", "latency p99"},
     "5": {"time growth ÷ linear", "peak RSS growth ÷ linear"},
+    "6": {
+        "mm.assign wall time",
+        "mm.assign CPU time",
+        "peak RSS added",
+        "vehicles placed",
+        "total cost (sum of vin_rank)",
+    },
 }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import click
 
+from mm_pipeline.cli._assign import assign
 from mm_pipeline.cli._batch import batch
 from mm_pipeline.cli._rank import rank
 from mm_pipeline.cli._sandbox import sandbox
@@ -17,12 +18,13 @@ __all__ = ["cli", "main"]
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="mm-pipeline")
 def cli() -> None:
-    """Rank vehicles and dealers with MarketMatch, or run the local sandbox."""
+    """Rank vehicles and dealers with MarketMatch, place vehicles, or run the local sandbox."""
 
 
 cli.add_command(sandbox)
 cli.add_command(batch)
 cli.add_command(rank)
+cli.add_command(assign)
 
 
 def main() -> None:
