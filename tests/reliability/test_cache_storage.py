@@ -16,6 +16,7 @@ from __future__ import annotations
 import builtins
 import errno
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -110,9 +111,10 @@ def test_too_little_free_space_spends_no_slot(
     """A folder reporting 4 KB free is refused before the download is asked for."""
     job_id = _completed_job(clean_sandbox)
     jobs = _client(clean_sandbox).batch.configure(cache_dir=tmp_path / "cache")
-    real = _download_cache.shutil.disk_usage
+    real = shutil.disk_usage
     monkeypatch.setattr(
-        _download_cache.shutil, "disk_usage", lambda path: real(path)._replace(free=4096)
+        "mm_pipeline._download_cache.shutil.disk_usage",
+        lambda path: real(path)._replace(free=4096),
     )
     with pytest.raises(mm.CacheStorageError, match="ENOSPC") as caught:
         jobs.download(job_id)
