@@ -616,9 +616,9 @@ class BatchSession:
                     if "content-encoding" in headers
                     else _header_int(headers, "content-length")
                 )
-                if length is not None:
-                    owned.check_space(length, spent=True)
-                with owned.open() as out:
+                with owned.open() as out:  # truncated: an earlier attempt's bytes are gone
+                    if length is not None:
+                        owned.check_space(length, spent=True)
                     async for block in response.aiter_bytes(_BLOCK):
                         digest.update(block)
                         size += len(block)

@@ -128,6 +128,8 @@ class CacheEntry:
 
 
 def _running(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would end the process there: never presume it dead
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -159,6 +159,30 @@ def test_a_disk_filling_mid_download_stops_at_once(
     assert _only_job(clean_sandbox)["download_count"] == 2
 
 
+def test_only_parts_of_processes_that_ended_are_removed(
+    clean_sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """A ``.part`` of a live process is left alone; one of an ended process is removed."""
+    job_id = _completed_job(clean_sandbox)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    live = cache / f"{job_id}.csv.gz.{os.getppid()}.0a0a0a0a.part"  # pytest's parent runs
+    dead = cache / f"{job_id}.csv.gz.{_ended_pid()}.0b0b0b0b.part"
+    for part in (live, dead):
+        part.write_bytes(b"in flight")
+    jobs = _client(clean_sandbox).batch.configure(cache_dir=cache)
+    assert jobs.download(job_id).stat().st_size > 0
+    assert live.read_bytes() == b"in flight"
+    assert not dead.exists()
+
+
+def _ended_pid() -> int:
+    """The id of a process that has ended."""
+    process = subprocess.Popen([sys.executable, "-c", ""])
+    process.wait()
+    return process.pid
+
+
 def _start(sb_url: str, key: str, tmp_path: Path, number: int) -> subprocess.Popen[bytes]:
     command = [
         sys.executable,
