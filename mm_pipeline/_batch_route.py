@@ -192,14 +192,14 @@ async def rank_pairs_batch(
                 job.job_id,
             )
             try:
-                await ops.wait(job.job_id, timeout=options.poll_timeout, progress=progress)
+                done = await ops.wait(job.job_id, timeout=options.poll_timeout, progress=progress)
             except BatchJobFailed as exc:
                 if options.on_job_failed == "raise":
                     raise
                 job_failures.append(_job_failed(pairs, batch_file, job, exc))
                 notes["batch_jobs_failed"] += 1
                 continue
-            path = await ops.download(job.job_id)
+            path = await ops.download(job.job_id, item_count=done.item_count)
             result = await asyncio.to_thread(read_result_file, path)
             results.append(result.with_columns(pl.lit(job.job_id).alias("_job")))
     notes["batch_jobs"] = len(job_ids)

@@ -17,10 +17,12 @@ Every exception derives from :class:`MarketMatchError`::
     │   │   └── QuotaExhaustedError  429 for an exhausted monthly quota
     │   └── ServerError              5xx
     ├── TransportError               no usable response (timeout, refused, dropped connection)
+    │   └── DeadlineExceededError    the whole request outlasted its deadline (also TimeoutError)
     ├── BatchError                   a batch job could not be run to a verified result
     │   ├── BatchJobFailed           the job ended in FAILED
     │   ├── DownloadError            the result file could not be downloaded
-    │   │   └── ChecksumMismatchError  the downloaded file does not match X-File-Checksum
+    │   │   ├── ChecksumMismatchError  the downloaded file does not match X-File-Checksum
+    │   │   └── CacheStorageError    the cache folder cannot hold the result (read-only, full)
     │   └── BatchTimeoutError        the job did not finish within the deadline
     └── WebhookVerificationError     a webhook's signature or timestamp is not valid
 
@@ -43,9 +45,11 @@ __all__ = [
     "BatchError",
     "BatchJobFailed",
     "BatchTimeoutError",
+    "CacheStorageError",
     "ChecksumMismatchError",
     "ConfigurationError",
     "ConflictError",
+    "DeadlineExceededError",
     "DownloadError",
     "InvalidInputError",
     "InvalidRequestError",
@@ -292,6 +296,25 @@ class TransportError(MarketMatchError):
         return f"{self.kind}: {self.message} [{self.method} {self.url}]"
 
 
+class DeadlineExceededError(TransportError, TimeoutError):
+    """A whole request (sending, waiting and reading the body) outlasted its deadline.
+
+    Unlike ``timeout``, which bounds each network operation, the deadline bounds the attempt as
+    a whole, so a server that trickles its answer cannot hold a call open. Retried like any
+    transport failure.
+
+    Examples
+    --------
+    >>> err = DeadlineExceededError("no complete answer within 8 s", deadline=8.0, method="GET")
+    >>> err.kind, err.deadline, isinstance(err, TimeoutError)
+    ('DeadlineExceeded', 8.0, True)
+    """
+
+    def __init__(self, message: str, *, deadline: float, method: str = "", url: str = "") -> None:
+        super().__init__(message, kind="DeadlineExceeded", method=method, url=url)
+        self.deadline = deadline
+
+
 class BatchError(MarketMatchError):
     """A batch job could not be run to a verified result."""
 
@@ -335,6 +358,29 @@ class ChecksumMismatchError(DownloadError):
         super().__init__(message, job_id=job_id)
         self.expected = expected
         self.actual = actual
+
+
+class CacheStorageError(DownloadError):
+    """The download cache cannot hold a result: the folder is not writable, or the disk is full.
+
+    Raised before any download slot is spent when the folder refuses the file or has too little
+    free space, and at once (without spending another slot) when the disk fills during a
+    download. ``folder`` is the cache folder and ``reason`` what went wrong; rerun with a usable
+    ``cache_dir`` to adopt the job and finish.
+
+    Examples
+    --------
+    >>> err = CacheStorageError("cannot write", job_id="j1", folder="/cache", reason="read-only")
+    >>> err.folder, err.reason
+    ('/cache', 'read-only')
+    """
+
+    def __init__(
+        self, message: str, *, job_id: str | None = None, folder: str = "", reason: str = ""
+    ) -> None:
+        super().__init__(message, job_id=job_id)
+        self.folder = folder
+        self.reason = reason
 
 
 class BatchTimeoutError(BatchError, TimeoutError):

@@ -181,7 +181,8 @@ async def test_checksum_mismatch_uses_every_slot_then_fails(tmp_path: Path) -> N
         await _run(server, tmp_path)
     assert server.downloads == 3
     assert info.value.job_id == "j1"
-    assert sorted(p.name for p in tmp_path.iterdir()) == []  # noqa: ASYNC240
+    # nothing unverified is kept (the job's lock file stays, as lock files do)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["j1.csv.gz.lock"]  # noqa: ASYNC240
 
 
 async def test_a_result_without_rooftop_ids_cannot_confirm_a_given_id(tmp_path: Path) -> None:
