@@ -60,7 +60,7 @@ def prepare(directory: Path, rows: int) -> Path:
 def _write(which: str, directory: Path) -> dict[str, Any]:
     out = directory / f"{which}-upload.csv.gz"
     if which == "ours":
-        from mm_pipeline._batch_io import write_batch_files  # noqa: PLC0415
+        from mm_pipeline._batch._files import write_batch_files  # noqa: PLC0415
 
         frame = pl.read_parquet(directory / "pairs.parquet")
         with measured() as m:
@@ -92,7 +92,7 @@ def _write(which: str, directory: Path) -> dict[str, Any]:
 def _parse(which: str, directory: Path) -> dict[str, Any]:
     path = directory / "result.csv.gz"
     if which == "ours":
-        from mm_pipeline._batch_io import read_result_file  # noqa: PLC0415
+        from mm_pipeline._batch._files import read_result_file  # noqa: PLC0415
 
         with measured() as m:
             frame = read_result_file(path)

@@ -71,7 +71,7 @@ from mm_pipeline._progress import Progress, progress_bar
 from mm_pipeline._redact import get_logger, redact_series
 
 if TYPE_CHECKING:
-    from mm_pipeline._client import Session
+    from mm_pipeline._session import Session
 
 __all__ = ["Counters", "OnRequestFailed", "OnlineOutcome", "rank_online"]
 

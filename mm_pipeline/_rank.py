@@ -2,7 +2,7 @@
 
 One call: normalise and validate the pairs (``_normalize``), drop exact duplicates, plan
 (``_plan``), then route the distinct valid pairs -- online (``_fanout`` + ``_exact``) or, for
-``rank_dealers`` with ``mode="batch"``/``"auto"``, through batch jobs (``_batch_route``) -- and
+``rank_dealers`` with ``mode="batch"``/``"auto"``, through batch jobs (``_batch._route``) -- and
 return typed frames in a :class:`~mm_pipeline.RankResult`.
 
 The batch route is hybrid. The batch file has no ``mc_location_id`` column, so only pairs with
@@ -24,14 +24,13 @@ from typing import Literal, TypedDict, overload
 
 import polars as pl
 
-from mm_pipeline._batch_route import (
+from mm_pipeline._batch._route import (
     BATCH_THRESHOLD_REQUESTS,
     DEFAULT_POLL_TIMEOUT,
     BatchOptions,
     BatchOutcome,
     rank_pairs_batch,
 )
-from mm_pipeline._client import MarketMatchClient, Session
 from mm_pipeline._exceptions import InvalidInputError
 from mm_pipeline._fanout import OnlineOutcome, OnRequestFailed, rank_online
 from mm_pipeline._frames import (
@@ -52,6 +51,7 @@ from mm_pipeline._plan import (
     resolve_sizes,
 )
 from mm_pipeline._result import RankResult, RankStats
+from mm_pipeline._session import MarketMatchClient, Session
 from mm_pipeline._sync import run_sync
 
 __all__ = [

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from mm_pipeline._batch_io import write_batch_files
+from mm_pipeline._batch._files import write_batch_files
 from mm_pipeline.cli import cli
 from mm_pipeline.sandbox import Sandbox
 from tests.client.test_batch_client import make_pairs, server_jobs

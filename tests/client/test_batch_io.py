@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mm_pipeline import _batch_io
-from mm_pipeline._batch_io import (
+from mm_pipeline._batch import _files
+from mm_pipeline._batch._files import (
     BATCH_COLUMNS,
     RESULT_SCHEMA,
     _csv_blocks,
@@ -329,7 +329,7 @@ def test_large_file_parses_in_blocks_equal_to_one_block(
             sizes.append(len(block))
             yield block
 
-    monkeypatch.setattr(_batch_io, "_csv_blocks", spy)
+    monkeypatch.setattr(_files, "_csv_blocks", spy)
     blocks = read_result_file(path, block_bytes=4_096)
     assert len(sizes) > 50
     assert max(sizes) <= 2 * 4_096 + 200  # at most a block, one more piece and the header

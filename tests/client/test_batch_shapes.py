@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 
 import mm_pipeline as mm
-from mm_pipeline._batch_route import BatchOptions, rank_pairs_batch
+from mm_pipeline._batch._route import BatchOptions, rank_pairs_batch
 
 JOBS = "/v2/batch/marketmatch/rank/jobs"
 VIN = "WP1BE2AY5PDA28064"

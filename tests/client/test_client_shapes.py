@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 import mm_pipeline as mm
-from mm_pipeline._client import set_backoff_scale
+from mm_pipeline._session import set_backoff_scale
 
 KEY = "mc_test_shapes_0123456789"
 PATH = "/v2/marketmatch/dealers/rank"

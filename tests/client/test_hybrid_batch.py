@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mm_pipeline as mm
-from mm_pipeline._batch_route import BATCH_THRESHOLD_REQUESTS
+from mm_pipeline._batch._route import BATCH_THRESHOLD_REQUESTS
 from mm_pipeline._exact import rank_group
 from mm_pipeline._fanout import rank_online
 from mm_pipeline._frames import PAIR_COLUMNS, ROW

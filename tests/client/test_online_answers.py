@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 
 import mm_pipeline as mm
-from mm_pipeline._client import set_backoff_scale
+from mm_pipeline._session import set_backoff_scale
 from tests.conftest import make_vins
 
 Handler = Callable[[dict[str, Any]], tuple[int, Any]]

@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 
 import mm_pipeline as mm
-from mm_pipeline._client import set_backoff_scale
+from mm_pipeline._session import set_backoff_scale
 from mm_pipeline.sandbox import Sandbox, running
 from mm_pipeline.sandbox._market import Market
 from mm_pipeline.schemas import FailedMatch, RankedMatch

@@ -13,7 +13,6 @@ import pytest
 from uvicorn.logging import AccessFormatter
 
 import mm_pipeline as mm
-from mm_pipeline._client import set_backoff_scale
 from mm_pipeline._redact import (
     REDACTED,
     RedactingFilter,
@@ -23,6 +22,7 @@ from mm_pipeline._redact import (
     redact_url,
     register_secret,
 )
+from mm_pipeline._session import set_backoff_scale
 from mm_pipeline.sandbox import Sandbox, running
 
 KEY = "mc_test_SECRET_5b1f0c9e7a3d42"

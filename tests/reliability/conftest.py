@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from mm_pipeline._client import set_backoff_scale
+from mm_pipeline._session import set_backoff_scale
 
 _ATTEMPT = re.compile(r"^(?P<method>[A-Z]+) (?P<url>\S+) -> (?P<outcome>\S+) \(attempt ")
 

@@ -29,7 +29,7 @@ from click.testing import CliRunner
 from polars.testing import assert_frame_equal
 
 import mm_pipeline as mm
-from mm_pipeline import _download_cache
+from mm_pipeline._batch import _cache
 from mm_pipeline.cli import cli
 from mm_pipeline.sandbox import Sandbox
 from tests.conftest import wait_until
@@ -113,7 +113,7 @@ def test_too_little_free_space_spends_no_slot(
     jobs = _client(clean_sandbox).batch.configure(cache_dir=tmp_path / "cache")
     real = shutil.disk_usage
     monkeypatch.setattr(
-        "mm_pipeline._download_cache.shutil.disk_usage",
+        "mm_pipeline._batch._cache.shutil.disk_usage",
         lambda path: real(path)._replace(free=4096),
     )
     with pytest.raises(mm.CacheStorageError, match="ENOSPC") as caught:
@@ -146,9 +146,7 @@ def test_a_disk_filling_mid_download_stops_at_once(
     job_id = _completed_job(clean_sandbox)
     jobs = _client(clean_sandbox).batch.configure(cache_dir=tmp_path / "cache")
     opener: Callable[..., Any] = builtins.open
-    monkeypatch.setattr(
-        _download_cache, "open", lambda *a, **k: _FullDisk(opener(*a, **k)), raising=False
-    )
+    monkeypatch.setattr(_cache, "open", lambda *a, **k: _FullDisk(opener(*a, **k)), raising=False)
     with pytest.raises(mm.CacheStorageError, match="ENOSPC") as caught:
         jobs.download(job_id)
     assert "one download slot was spent on it" in str(caught.value)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import mm_pipeline as mm
-from mm_pipeline._client import set_backoff_scale
+from mm_pipeline._session import set_backoff_scale
 from mm_pipeline.sandbox import Sandbox, running
 from tests.conftest import wait_until
 from tests.reliability._proxy import address

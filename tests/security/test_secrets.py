@@ -37,8 +37,8 @@ import mm_pipeline as mm
 from dagster_defs.assets import ALL_ASSETS
 from dagster_defs.io_manager import PolarsParquetIOManager
 from dagster_defs.resources import MarketMatchResource, SourceData
-from mm_pipeline._client import set_backoff_scale
 from mm_pipeline._rank import Mode
+from mm_pipeline._session import set_backoff_scale
 from mm_pipeline._sync import run_sync
 from mm_pipeline.cli import cli
 from mm_pipeline.sandbox import Sandbox, running

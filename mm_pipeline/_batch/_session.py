@@ -2,7 +2,7 @@
 
 :class:`BatchClient` (``client.batch``) is the public face; every method opens a session of its
 own, and has an ``a``-prefixed async twin. :class:`BatchSession` does the work over an open
-:class:`~mm_pipeline._client.Session`, so the batch route shares the session of a ranking call.
+:class:`~mm_pipeline._session.Session`, so the batch route shares the session of a ranking call.
 
 Safety rules, because a batch job is expensive and download slots are few:
 
@@ -21,7 +21,7 @@ Safety rules, because a batch job is expensive and download slots are few:
   copy the error names the job.
 - **Storage before spending, one download per job.** The cache proves it can hold the file before
   a slot is spent, and a per-job file lock lets one process of many sharing the cache download
-  while the others wait for its verified copy (:mod:`mm_pipeline._download_cache`).
+  while the others wait for its verified copy (:mod:`mm_pipeline._batch._cache`).
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, TypeVar
 import httpx
 import polars as pl
 
-from mm_pipeline._batch_io import DEFAULT_MAX_FILE_BYTES, sha256_file, write_batch_files
-from mm_pipeline._download_cache import CacheEntry, Claim, claim, expected_result_bytes
+from mm_pipeline._batch._cache import CacheEntry, Claim, claim, expected_result_bytes
+from mm_pipeline._batch._files import DEFAULT_MAX_FILE_BYTES, sha256_file, write_batch_files
 from mm_pipeline._exceptions import (
     BatchError,
     BatchJobFailed,
@@ -64,7 +64,7 @@ from mm_pipeline._redact import get_logger, redact, scrub
 from mm_pipeline._sync import run_sync
 
 if TYPE_CHECKING:
-    from mm_pipeline._client import MarketMatchClient, Session
+    from mm_pipeline._session import MarketMatchClient, Session
 
 __all__ = [
     "DEFAULT_ACTIVE_JOB_TIMEOUT",
@@ -314,7 +314,7 @@ class BatchSession:
     Parameters
     ----------
     session
-        An open :class:`~mm_pipeline._client.Session`.
+        An open :class:`~mm_pipeline._session.Session`.
     cache_dir
         Where verified result files are kept (default :func:`default_cache_dir`).
     poll_interval, max_poll_interval
@@ -552,7 +552,7 @@ class BatchSession:
         log.info("using the cached result of batch job %s (no download slot spent)", job_id)
 
     async def _fetch(self, entry: CacheEntry, expected_bytes: int) -> Path:
-        """Download into the cache under the job's lock (see :mod:`mm_pipeline._download_cache`)."""
+        """Download into the cache under the job's lock (see :mod:`mm_pipeline._batch._cache`)."""
         job_id = entry.job_id
         async with claim(entry, expected_bytes=expected_bytes) as owned:
             if owned.ready is not None:  # another process downloaded it while we waited

@@ -23,13 +23,7 @@ from typing import TYPE_CHECKING, Final, Literal
 
 import polars as pl
 
-from mm_pipeline._batch import (
-    DEFAULT_ACTIVE_JOB_TIMEOUT,
-    DEFAULT_WAIT_TIMEOUT,
-    BatchJob,
-    BatchSession,
-)
-from mm_pipeline._batch_io import (
+from mm_pipeline._batch._files import (
     DEFAULT_MAX_FILE_BYTES,
     RESULT_SCHEMA,
     BatchFile,
@@ -37,12 +31,18 @@ from mm_pipeline._batch_io import (
     read_result_file,
     write_batch_files,
 )
+from mm_pipeline._batch._session import (
+    DEFAULT_ACTIVE_JOB_TIMEOUT,
+    DEFAULT_WAIT_TIMEOUT,
+    BatchJob,
+    BatchSession,
+)
 from mm_pipeline._exceptions import BatchJobFailed
 from mm_pipeline._frames import FAILED_SCHEMA, PAIR_COLUMNS, RANKED_SCHEMA, ROW
 from mm_pipeline._redact import get_logger
 
 if TYPE_CHECKING:
-    from mm_pipeline._client import Session
+    from mm_pipeline._session import Session
 
 __all__ = [
     "BATCH_THRESHOLD_REQUESTS",

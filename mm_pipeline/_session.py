@@ -67,7 +67,7 @@ from mm_pipeline._redact import (
 )
 
 if TYPE_CHECKING:
-    from mm_pipeline._batch import BatchClient
+    from mm_pipeline._batch._session import BatchClient
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -332,7 +332,7 @@ class MarketMatchClient:
     @property
     def batch(self) -> BatchClient:
         """Batch jobs of this account: a :class:`~mm_pipeline.BatchClient` on this client."""
-        from mm_pipeline._batch import BatchClient  # noqa: PLC0415 (lazy: batch is optional)
+        from mm_pipeline._batch._session import BatchClient  # noqa: PLC0415 (lazy: batch is optional)
 
         return BatchClient(self)
 

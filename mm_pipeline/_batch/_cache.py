@@ -38,7 +38,7 @@ from typing import IO, Final
 
 import filelock
 
-from mm_pipeline._batch_io import sha256_file
+from mm_pipeline._batch._files import sha256_file
 from mm_pipeline._exceptions import CacheStorageError
 from mm_pipeline._redact import get_logger
 

@@ -1,0 +1,11 @@
+"""The batch API: jobs, their files, the download cache, and the batch route of a ranking.
+
+- ``_job.py``      :class:`BatchJob` and the derived references and idempotency keys
+- ``_session.py``  :class:`BatchSession`: list, submit (adopting), wait, download over a session
+- ``_cache.py``    the result cache: storage proved before a slot is spent, per-job file lock
+- ``_files.py``    the batch CSV format: write ``.csv.gz`` uploads, parse result files
+- ``_client.py``   :class:`BatchClient` (``client.batch``), sync and async
+- ``_route.py``    rank a frame through batch jobs (split, run, map back)
+
+The public names are re-exported by :mod:`mm_pipeline`.
+"""
