@@ -13,6 +13,7 @@ from mm_pipeline import _namespace, webhooks
 from mm_pipeline._assign import assign, check_plan
 from mm_pipeline._assign_result import AssignResult, AssignStats
 from mm_pipeline._batch._session import BatchClient, BatchDownloadWarning, BatchJob
+from mm_pipeline._client import MarketMatchClient
 from mm_pipeline._exceptions import (
     APIError,
     AuthenticationError,
@@ -41,7 +42,7 @@ from mm_pipeline._exceptions import (
 from mm_pipeline._plan import Plan, plan
 from mm_pipeline._rank import arank_dealers, arank_vins, cross_pairs, rank_dealers, rank_vins
 from mm_pipeline._result import RankResult, RankStats
-from mm_pipeline._session import MarketMatchClient, RequestStats, Session
+from mm_pipeline._session import RequestStats, Session
 
 if TYPE_CHECKING:
     from mm_pipeline import schemas

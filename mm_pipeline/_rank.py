@@ -31,6 +31,7 @@ from mm_pipeline._batch._route import (
     BatchOutcome,
     rank_pairs_batch,
 )
+from mm_pipeline._client import MarketMatchClient
 from mm_pipeline._exceptions import InvalidInputError
 from mm_pipeline._fanout import OnlineOutcome, OnRequestFailed, rank_online
 from mm_pipeline._frames import (
@@ -51,7 +52,7 @@ from mm_pipeline._plan import (
     resolve_sizes,
 )
 from mm_pipeline._result import RankResult, RankStats
-from mm_pipeline._session import MarketMatchClient, Session
+from mm_pipeline._session import Session
 from mm_pipeline._sync import run_sync
 
 __all__ = [

@@ -1,8 +1,10 @@
-"""The client transport: :class:`MarketMatchClient` (configuration) and :class:`Session` (I/O).
+"""The HTTP session beneath both routes: :class:`Session` (pooled httpx, retries, limiter, stats).
 
-A ``MarketMatchClient`` holds configuration only and does no I/O; ``client.session()`` opens one
-pooled ``httpx.AsyncClient`` (HTTP/1.1) and yields a :class:`Session`, through which every
-request of a unit of work goes. Per attempt, a session:
+:func:`open_session` (what ``MarketMatchClient.session()`` calls) opens one pooled
+``httpx.AsyncClient`` (HTTP/1.1) from frozen :class:`SessionSettings` and yields a
+:class:`Session`, through which every request of a unit of work goes. The one piece of state the
+sessions of a client share is its :class:`RateMemory` (the pace learned last). Per attempt, a
+session:
 
 1. takes one of ``max_concurrency`` slots (a semaphore);
 2. waits for the shared :class:`~mm_pipeline._ratelimit.AdaptiveRateLimiter`;
@@ -31,7 +33,6 @@ import contextlib
 import functools
 import importlib.metadata
 import logging
-import os
 import re
 import time
 import urllib.request
@@ -39,7 +40,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import httpx
 import msgspec
@@ -48,7 +49,6 @@ import stamina
 
 from mm_pipeline._exceptions import (
     APIError,
-    ConfigurationError,
     DeadlineExceededError,
     QuotaExhaustedError,
     RateLimitError,
@@ -59,35 +59,24 @@ from mm_pipeline._ratelimit import AdaptiveRateLimiter, seconds_until
 from mm_pipeline._redact import (
     get_logger,
     install_log_redaction,
-    mask,
     redact,
     redact_url,
     register_secret,
     registered_secrets,
 )
 
-if TYPE_CHECKING:
-    from mm_pipeline._batch._session import BatchClient
-
 __all__ = [
-    "DEFAULT_BASE_URL",
-    "DEFAULT_DEADLINE_FACTOR",
-    "ENV_API_KEY",
-    "ENV_BASE_URL",
     "MIN_TRANSFER_RATE",
-    "MarketMatchClient",
+    "RateMemory",
     "RequestStats",
     "Session",
+    "SessionSettings",
+    "SessionSource",
+    "open_session",
     "set_backoff_scale",
 ]
 
 T = TypeVar("T")
-
-DEFAULT_BASE_URL: Final = "https://api.marketcheck.com"
-ENV_API_KEY: Final = "MARKETCHECK_API_KEY"
-ENV_BASE_URL: Final = "MARKETCHECK_BASE_URL"
-DEFAULT_DEADLINE_FACTOR: Final = 4.0
-"""``deadline`` defaults to this many times ``timeout``: 120 s with the default 30 s timeout."""
 MIN_TRANSFER_RATE: Final = 64 * 1024
 """Bytes per second an upload or a streamed download may average, at the least, before its
 deadline ends it: each byte moved extends the deadline by ``1 / MIN_TRANSFER_RATE`` seconds."""
@@ -189,229 +178,134 @@ def _environment_proxied() -> bool:
     return any(found.get(scheme) for scheme in ("http", "https", "all"))
 
 
-def _env(name: str) -> str | None:
-    value = os.environ.get(name, "").strip()
-    return value or None
+@dataclass(frozen=True, kw_only=True)
+class SessionSettings:
+    """What a :class:`Session` needs to know, fixed when the client is built (validated there).
+
+    :class:`~mm_pipeline.MarketMatchClient` checks the values and holds one of these; a session
+    only reads it.
+    """
+
+    base_url: str
+    api_key: str = field(repr=False)
+    max_concurrency: int
+    timeout: float
+    deadline: float
+    max_retries: int
+    retry_deadline: float
+    rate_limit: float | None
+    transport: httpx.AsyncBaseTransport | None = field(default=None, repr=False, compare=False)
 
 
-def _check_base_url(base_url: str) -> str:
-    url = base_url.strip().rstrip("/")
-    try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL:
-        parsed = None
-    if parsed is None or parsed.scheme not in {"http", "https"} or not parsed.host:
-        raise ConfigurationError(
-            f"base_url must be an http(s) URL with a host, got {redact_url(url)!r}"
-        )
-    return url
+class RateMemory:
+    """The pace learned by the sessions of one client: the only state they share, and mutable.
 
-
-class MarketMatchClient:
-    """Configuration for talking to the MarketMatch API; cheap, no I/O, safe to share.
-
-    Parameters
-    ----------
-    api_key
-        The API key; defaults to the ``MARKETCHECK_API_KEY`` environment variable. It is sent
-        as the ``api_key`` query parameter and never shown in reprs, messages or logs.
-    base_url
-        Defaults to ``MARKETCHECK_BASE_URL``, else ``https://api.marketcheck.com``.
-    max_concurrency
-        Requests in flight at once (and pooled connections).
-    timeout
-        Seconds for each of connect, read, write and pool acquisition.
-    deadline
-        Seconds one attempt of a request may take as a whole (sending, waiting, reading the
-        body); default ``4 * timeout``. A request that moves a file gets one more second per
-        :data:`MIN_TRANSFER_RATE` (64 KiB) bytes uploaded or downloaded. An attempt past its
-        deadline is abandoned and retried like a timeout.
-    max_retries
-        Retries after the first attempt of a request.
-    retry_deadline
-        Seconds after which a request is no longer retried.
-    rate_limit
-        Requests per second never to exceed; ``None`` learns the account's limit from the
-        ``RateLimit-Limit`` header (starting at 5 req/s; later sessions of the client start at
-        the pace learned last).
-    transport
-        An httpx transport to send through (tests; e.g. ``httpx.MockTransport``).
-
-    Raises
-    ------
-    ConfigurationError
-        No API key (argument or environment), a malformed ``base_url``, or an option out of
-        range.
+    A :class:`~mm_pipeline.MarketMatchClient` creates one and hands it to each session it opens:
+    a session starts at the remembered pace (before any ``RateLimit-Limit`` header is seen) and
+    writes what its limiter learned when it closes, so the next unit of work starts there. The
+    client itself stays immutable configuration.
 
     Examples
     --------
-    >>> client = MarketMatchClient("mc_test_0123456789", "http://127.0.0.1:8765/")
-    >>> client  # doctest: +NORMALIZE_WHITESPACE
-    MarketMatchClient(base_url='http://127.0.0.1:8765', api_key='mc_t…****',
-        max_concurrency=8, timeout=30.0, deadline=120.0, max_retries=8, retry_deadline=600.0,
-        rate_limit=None)
-    >>> async def main() -> int:
-    ...     async with client.session() as session:  # no request is sent yet
-    ...         return session.stats.requests
-    >>> import asyncio; asyncio.run(main())
-    0
+    >>> memory = RateMemory()
+    >>> memory.rate is None
+    True
+    >>> memory.remember(12.0); memory.remember(None); memory.rate
+    12.0
     """
 
-    def __init__(
-        self,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        *,
-        max_concurrency: int = 8,
-        timeout: float = 30.0,
-        deadline: float | None = None,
-        max_retries: int = 8,
-        retry_deadline: float = 600.0,
-        rate_limit: float | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        key = api_key.strip() if api_key is not None else _env(ENV_API_KEY)
-        if not key:
-            raise ConfigurationError(
-                f"no MarketMatch API key: pass api_key=... or set the {ENV_API_KEY} "
-                "environment variable"
-            )
-        if max_concurrency < 1:
-            raise ConfigurationError(f"max_concurrency must be >= 1, got {max_concurrency}")
-        if max_retries < 0:
-            raise ConfigurationError(f"max_retries must be >= 0, got {max_retries}")
-        if deadline is None:
-            deadline = DEFAULT_DEADLINE_FACTOR * timeout
-        checked = (("timeout", timeout), ("deadline", deadline), ("retry_deadline", retry_deadline))
-        for name, value in checked:
-            if not value > 0:
-                raise ConfigurationError(f"{name} must be > 0, got {value}")
-        if rate_limit is not None and not rate_limit > 0:
-            raise ConfigurationError(f"rate_limit must be > 0 or None, got {rate_limit}")
-        self._api_key = key
-        self.base_url: str = _check_base_url(base_url or _env(ENV_BASE_URL) or DEFAULT_BASE_URL)
-        self._max_concurrency = max_concurrency
-        self._timeout = float(timeout)
-        self._deadline = float(deadline)
-        self._max_retries = max_retries
-        self._retry_deadline = float(retry_deadline)
-        self._rate_limit = rate_limit
-        self._transport = transport
-        self._learned_rate: float | None = None  # the pace a finished session learned
+    def __init__(self) -> None:
+        self.rate: float | None = None
+
+    def remember(self, learned: float | None) -> None:
+        """Keep ``learned`` as the pace to start at (``None``: nothing learned, keep the old)."""
+        if learned:
+            self.rate = learned
+
+
+class SessionSource(Protocol):
+    """What opens sessions, as a :class:`~mm_pipeline.MarketMatchClient` does (for BatchClient)."""
 
     @property
-    def max_concurrency(self) -> int:
-        """Requests in flight at once."""
-        return self._max_concurrency
-
-    @property
-    def timeout(self) -> float:
-        """Seconds for each of connect, read, write and pool acquisition."""
-        return self._timeout
-
-    @property
-    def deadline(self) -> float:
-        """Seconds one attempt of a request may take as a whole (before transfer allowances)."""
-        return self._deadline
-
-    @property
-    def max_retries(self) -> int:
-        """Retries after the first attempt of a request."""
-        return self._max_retries
-
-    @property
-    def retry_deadline(self) -> float:
-        """Seconds after which a request is no longer retried."""
-        return self._retry_deadline
-
-    @property
-    def rate_limit(self) -> float | None:
-        """The fixed requests-per-second cap, or ``None`` to learn it."""
-        return self._rate_limit
-
-    @property
-    def batch(self) -> BatchClient:
-        """Batch jobs of this account: a :class:`~mm_pipeline.BatchClient` on this client."""
-        from mm_pipeline._batch._session import BatchClient  # noqa: PLC0415 (lazy: batch is optional)
-
-        return BatchClient(self)
-
-    def __repr__(self) -> str:
-        return (
-            f"MarketMatchClient(base_url={self.base_url!r}, api_key={mask(self._api_key)!r}, "
-            f"max_concurrency={self._max_concurrency}, timeout={self._timeout}, "
-            f"deadline={self._deadline}, "
-            f"max_retries={self._max_retries}, retry_deadline={self._retry_deadline}, "
-            f"rate_limit={self._rate_limit})"
-        )
+    def base_url(self) -> str:
+        """The API's base URL (shown in reprs)."""
+        ...
 
     def session(self) -> contextlib.AbstractAsyncContextManager[Session]:
-        """Open one pooled HTTP client for a unit of work; close it on exit."""
-        return self._open()
+        """Open one pooled HTTP client for a unit of work."""
+        ...
 
-    @contextlib.asynccontextmanager
-    async def _open(self) -> AsyncIterator[Session]:
-        register_secret(self._api_key)
-        install_log_redaction()  # again: logging.config may have replaced the filters since
-        limits = httpx.Limits(
-            max_connections=self._max_concurrency,
-            max_keepalive_connections=self._max_concurrency,
-        )
-        # The session owns the transport (pool limits included), so JSON POSTs can go straight
-        # to it; with a proxy from the environment httpx's default transport is kept instead
-        # (an explicit transport would turn its proxy mounts off).
-        own: httpx.AsyncBaseTransport | None = self._transport
-        if own is None and not _environment_proxied():
-            own = httpx.AsyncHTTPTransport(limits=limits)
-        http = httpx.AsyncClient(
-            base_url=self.base_url,
-            params={"api_key": self._api_key},
-            headers={
-                "User-Agent": _user_agent(),
-                "Accept": "application/json",
-            },
-            timeout=httpx.Timeout(self._timeout),
-            limits=limits,
-            transport=_BorrowedTransport(self._transport) if self._transport else own,
-            follow_redirects=False,
-        )
-        async with http:
-            session = Session(http, self, transport=own)
-            try:
-                yield session
-            finally:
-                session._finish()
+
+@contextlib.asynccontextmanager
+async def open_session(settings: SessionSettings, memory: RateMemory) -> AsyncIterator[Session]:
+    """Open one pooled ``httpx.AsyncClient`` as a :class:`Session`; close it on exit.
+
+    The session starts at ``memory``'s pace and leaves what it learned there when it closes.
+    """
+    register_secret(settings.api_key)
+    install_log_redaction()  # again: logging.config may have replaced the filters since
+    limits = httpx.Limits(
+        max_connections=settings.max_concurrency,
+        max_keepalive_connections=settings.max_concurrency,
+    )
+    # The session owns the transport (pool limits included), so JSON POSTs can go straight
+    # to it; with a proxy from the environment httpx's default transport is kept instead
+    # (an explicit transport would turn its proxy mounts off).
+    own: httpx.AsyncBaseTransport | None = settings.transport
+    if own is None and not _environment_proxied():
+        own = httpx.AsyncHTTPTransport(limits=limits)
+    http = httpx.AsyncClient(
+        base_url=settings.base_url,
+        params={"api_key": settings.api_key},
+        headers={
+            "User-Agent": _user_agent(),
+            "Accept": "application/json",
+        },
+        timeout=httpx.Timeout(settings.timeout),
+        limits=limits,
+        transport=_BorrowedTransport(settings.transport) if settings.transport else own,
+        follow_redirects=False,
+    )
+    async with http:
+        session = Session(http, settings, start_rate=memory.rate, transport=own)
+        try:
+            yield session
+        finally:
+            memory.remember(session._finish())
 
 
 class Session:
     """One open connection pool: paced, bounded, retried requests with mapped errors.
 
     Obtain one from :meth:`MarketMatchClient.session`; do not construct it directly.
-    ``stats`` counts its traffic; ``limiter`` is its shared rate limiter.
+    ``stats`` counts its traffic; ``limiter`` is its shared rate limiter. It reads its frozen
+    :class:`SessionSettings` and never writes into the client: what it learned of the rate limit
+    is handed back by :meth:`_finish` (to the client's :class:`RateMemory`).
     """
 
     def __init__(
         self,
         http: httpx.AsyncClient,
-        client: MarketMatchClient,
+        settings: SessionSettings,
         *,
+        start_rate: float | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._http = http
-        self._client = client
+        self._settings = settings
         # The transport ``http`` sends through, when JSON POSTs may skip ``http.send``.
         self._transport = transport
         self._timeout = http.timeout.as_dict()
-        self._semaphore = asyncio.Semaphore(client.max_concurrency)
+        self._semaphore = asyncio.Semaphore(settings.max_concurrency)
         self._opened = time.monotonic()
         self.limiter = AdaptiveRateLimiter(
-            client.rate_limit, initial_rate=client._learned_rate or _INITIAL_RATE
+            settings.rate_limit, initial_rate=start_rate or _INITIAL_RATE
         )
         self.stats = RequestStats()
         self._json_targets: dict[str, tuple[httpx.URL, list[tuple[bytes, bytes]], str]] = {}
 
     def __repr__(self) -> str:
-        return f"<Session base_url={self._client.base_url!r} stats={self.stats}>"
+        return f"<Session base_url={self._settings.base_url!r} stats={self.stats}>"
 
     def _json_request(self, path: str, body: bytes) -> tuple[httpx.Request, str]:
         """Build a JSON POST to *path* and its redacted URL, merging the client's parts once.
@@ -525,7 +419,7 @@ class Session:
             "content": content,
         }
 
-        limit = self._client.deadline + transfer_bytes / MIN_TRANSFER_RATE
+        limit = self._settings.deadline + transfer_bytes / MIN_TRANSFER_RATE
 
         async def attempt(num: int) -> httpx.Response:
             async with self._semaphore:
@@ -560,7 +454,7 @@ class Session:
                 raise
 
         response = await self._retrying(attempt, retry=retry)
-        base = self._client.deadline
+        base = self._settings.deadline
         timer = asyncio.timeout(base)
         response.stream = _PacedStream(response.stream, timer, base)
         failure: TransportError | None = None
@@ -600,7 +494,7 @@ class Session:
             if not retry or not _is_retryable(exc):
                 raise
             first = exc
-        deadline = self._client.retry_deadline
+        deadline = self._settings.retry_deadline
         left = deadline - (time.monotonic() - started)
         if left <= 0:
             raise first
@@ -615,7 +509,7 @@ class Session:
 
         async for try_ in stamina.retry_context(
             on=backoff,
-            attempts=self._client.max_retries + 1,
+            attempts=self._settings.max_retries + 1,
             timeout=left,
             wait_initial=_WAIT_INITIAL * scale,
             wait_max=_WAIT_MAX * scale,
@@ -648,7 +542,7 @@ class Session:
         await self.limiter.acquire()
         self.stats.requests += 1
         started = time.monotonic()
-        limit = self._client.deadline if deadline is None else deadline
+        limit = self._settings.deadline if deadline is None else deadline
         outcome, url = await self._exchange(
             method, path, kwargs, stream=stream, json_body=json_body, limit=limit
         )
@@ -718,10 +612,11 @@ class Session:
         self.stats.elapsed = now - self._opened
         _log.debug("%s %s -> %s (attempt %d, %.3f s)", method, url, outcome, num, now - started)
 
-    def _finish(self) -> None:
+    def _finish(self) -> float | None:
+        """Close the books; return the rate the limiter learned (``None``: nothing learned)."""
         self.stats.elapsed = time.monotonic() - self._opened
-        self._client._learned_rate = self.limiter.learned or self._client._learned_rate
         _log.debug("session closed: %s", self.stats)
+        return self.limiter.learned
 
 
 class _PacedStream(httpx.AsyncByteStream):

@@ -64,7 +64,7 @@ from mm_pipeline._redact import get_logger, redact, scrub
 from mm_pipeline._sync import run_sync
 
 if TYPE_CHECKING:
-    from mm_pipeline._session import MarketMatchClient, Session
+    from mm_pipeline._session import Session, SessionSource
 
 __all__ = [
     "DEFAULT_ACTIVE_JOB_TIMEOUT",
@@ -752,7 +752,7 @@ class BatchClient:
 
     def __init__(
         self,
-        client: MarketMatchClient,
+        client: SessionSource,
         *,
         cache_dir: Path | str | None = None,
         poll_interval: float = 1.0,

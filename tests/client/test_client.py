@@ -13,7 +13,8 @@ import orjson
 import pytest
 
 import mm_pipeline as mm
-from mm_pipeline._session import DEFAULT_BASE_URL, set_backoff_scale
+from mm_pipeline._client import DEFAULT_BASE_URL
+from mm_pipeline._session import set_backoff_scale
 from mm_pipeline.sandbox import Sandbox, running
 from tests.conftest import NO_ACCESS_KEY
 

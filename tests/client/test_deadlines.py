@@ -14,7 +14,8 @@ import polars as pl
 import pytest
 
 import mm_pipeline as mm
-from mm_pipeline._session import DEFAULT_DEADLINE_FACTOR, set_backoff_scale
+from mm_pipeline._client import DEFAULT_DEADLINE_FACTOR
+from mm_pipeline._session import set_backoff_scale
 from tests.conftest import TrickleServer, make_vins, wait_until
 
 KEY = "mc_test_trickle_key"
