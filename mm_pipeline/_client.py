@@ -14,7 +14,7 @@ from typing import Final
 
 import httpx
 
-from mm_pipeline._batch._session import BatchClient
+from mm_pipeline._batch._client import BatchClient
 from mm_pipeline._exceptions import ConfigurationError
 from mm_pipeline._redact import mask, redact_url
 from mm_pipeline._session import RateMemory, Session, SessionSettings, open_session

@@ -48,6 +48,7 @@ __all__ = [
     "CacheEntry",
     "Claim",
     "claim",
+    "default_cache_dir",
     "expected_result_bytes",
 ]
 
@@ -303,3 +304,16 @@ async def _acquire(entry: CacheEntry) -> filelock.BaseFileLock:
         except OSError as exc:
             raise _storage_error(entry, exc, "locking the job", spent=False) from None
         return lock
+
+
+def default_cache_dir() -> Path:
+    """Where verified result files are kept by default.
+
+    ``$MM_PIPELINE_CACHE_DIR``, else ``$XDG_CACHE_HOME/mm_pipeline/batch``, else
+    ``~/.cache/mm_pipeline/batch``.
+    """
+    explicit = os.environ.get("MM_PIPELINE_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "mm_pipeline" / "batch"

@@ -31,10 +31,10 @@ from mm_pipeline._batch._files import (
     read_result_file,
     write_batch_files,
 )
+from mm_pipeline._batch._job import BatchJob
 from mm_pipeline._batch._session import (
     DEFAULT_ACTIVE_JOB_TIMEOUT,
     DEFAULT_WAIT_TIMEOUT,
-    BatchJob,
     BatchSession,
 )
 from mm_pipeline._exceptions import BatchJobFailed

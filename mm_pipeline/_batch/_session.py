@@ -1,8 +1,9 @@
-"""Batch jobs: submit (idempotent, adopting earlier jobs), list, status, wait, download.
+"""Batch operations over an open session: list, submit (idempotent, adopting), wait, download.
 
-:class:`BatchClient` (``client.batch``) is the public face; every method opens a session of its
-own, and has an ``a``-prefixed async twin. :class:`BatchSession` does the work over an open
-:class:`~mm_pipeline._session.Session`, so the batch route shares the session of a ranking call.
+:class:`BatchSession` does the work over an open :class:`~mm_pipeline._session.Session`, so the
+batch route shares the session of a ranking call; :class:`~mm_pipeline.BatchClient`
+(``client.batch``, in ``_client.py``) opens a session per call around it. The job model and the
+derived references are in ``_job.py``, the result cache in ``_cache.py``.
 
 Safety rules, because a batch job is expensive and download slots are few:
 
@@ -27,28 +28,37 @@ Safety rules, because a batch job is expensive and download slots are few:
 from __future__ import annotations
 
 import asyncio
-import builtins
 import gzip
 import hashlib
 import os
 import shutil
-import tempfile
 import time
 import warnings
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import httpx
-import polars as pl
 
-from mm_pipeline._batch._cache import CacheEntry, Claim, claim, expected_result_bytes
-from mm_pipeline._batch._files import DEFAULT_MAX_FILE_BYTES, sha256_file, write_batch_files
+from mm_pipeline._batch._cache import (
+    CacheEntry,
+    Claim,
+    claim,
+    default_cache_dir,
+    expected_result_bytes,
+)
+from mm_pipeline._batch._files import sha256_file
+from mm_pipeline._batch._job import (
+    BatchJob,
+    JobStatusFilter,
+    adoptable,
+    idempotency_key,
+    work_reference,
+)
 from mm_pipeline._exceptions import (
     BatchError,
-    BatchJobFailed,
     BatchTimeoutError,
     ChecksumMismatchError,
     ConflictError,
@@ -57,27 +67,18 @@ from mm_pipeline._exceptions import (
     PermissionDeniedError,
     TransportError,
 )
-from mm_pipeline._frames import ROW
-from mm_pipeline._normalize import Prepared, prepare
 from mm_pipeline._progress import progress_bar
-from mm_pipeline._redact import get_logger, redact, scrub
-from mm_pipeline._sync import run_sync
+from mm_pipeline._redact import get_logger, redact
 
 if TYPE_CHECKING:
-    from mm_pipeline._session import Session, SessionSource
+    from mm_pipeline._session import Session
 
 __all__ = [
     "DEFAULT_ACTIVE_JOB_TIMEOUT",
     "DEFAULT_WAIT_TIMEOUT",
     "JOBS_PATH",
-    "BatchClient",
     "BatchDownloadWarning",
-    "BatchJob",
     "BatchSession",
-    "JobStatusFilter",
-    "default_cache_dir",
-    "idempotency_key",
-    "work_reference",
 ]
 
 log = get_logger("mm_pipeline.batch")
@@ -88,9 +89,6 @@ DEFAULT_WAIT_TIMEOUT: Final = 6 * 3600.0
 DEFAULT_ACTIVE_JOB_TIMEOUT: Final = 3600.0
 """Seconds a submit waits for another client's active job to finish (409 active_job_exists)."""
 
-JobStatusFilter = Literal["all", "active", "completed", "failed"]
-_T = TypeVar("_T")
-_REFERENCE_MAX: Final = 255
 _MAX_PAGES: Final = 10_000
 _BLOCK: Final = 1 << 20
 _MAX_DOWNLOADS: Final = 3  # published; used when the server sends no X-Remaining-Downloads
@@ -98,166 +96,6 @@ _MAX_DOWNLOADS: Final = 3  # published; used when the server sends no X-Remainin
 
 class BatchDownloadWarning(UserWarning):
     """A download failed verification or was cut off, and a download slot was spent on it."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class BatchJob:
-    """A batch job as the API reports it (tolerant of missing optional and extra fields).
-
-    Parameters
-    ----------
-    job_id, status
-        The job's id and ``PROCESSING``/``COMPLETED``/``FAILED``.
-    progress_percent, item_count, successful_count, failed_count
-        Progress and counts, when the API sent them.
-    client_reference, created_at, completed_at
-        As sent.
-    download_available, download_count, max_downloads, remaining_downloads
-        Download slots (completed jobs).
-    error_code, error_message
-        Why the job failed (failed jobs).
-    adopted
-        True when this client found the job (submitted earlier for the same work) instead of
-        creating it.
-    raw
-        The whole decoded JSON object.
-
-    Examples
-    --------
-    >>> job = BatchJob.from_json({"job_id": "j1", "status": "processing", "new_field": 1})
-    >>> job.status, job.is_terminal, job.item_count
-    ('PROCESSING', False, None)
-    """
-
-    job_id: str
-    status: str
-    progress_percent: int | None = None
-    item_count: int | None = None
-    successful_count: int | None = None
-    failed_count: int | None = None
-    client_reference: str | None = None
-    created_at: str | None = None
-    completed_at: str | None = None
-    download_available: bool | None = None
-    download_count: int | None = None
-    max_downloads: int | None = None
-    remaining_downloads: int | None = None
-    error_code: str | None = None
-    error_message: str | None = None
-    adopted: bool = False
-    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> BatchJob:
-        """Build a job from a status object (unknown fields stay in ``raw``).
-
-        Server text is scrubbed of the API key here, where it enters: an error message that
-        echoes the key must not reach exceptions, ``failed`` frames or logs.
-        """
-        data = scrub(dict(data))
-        job_id = data.get("job_id")
-        if not isinstance(job_id, str) or not job_id:
-            raise BatchError(f"the API returned a job without a job_id: {sorted(data)}")
-
-        def num(name: str) -> int | None:
-            value = data.get(name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                return None
-            return int(value)
-
-        def text(name: str) -> str | None:
-            value = data.get(name)
-            return value if isinstance(value, str) else None
-
-        available = data.get("download_available")
-        return cls(
-            job_id=job_id,
-            status=str(data.get("status") or "").upper(),
-            progress_percent=num("progress_percent"),
-            item_count=num("item_count"),
-            successful_count=num("successful_count"),
-            failed_count=num("failed_count"),
-            client_reference=text("client_reference"),
-            created_at=text("created_at"),
-            completed_at=text("completed_at"),
-            download_available=available if isinstance(available, bool) else None,
-            download_count=num("download_count"),
-            max_downloads=num("max_downloads"),
-            remaining_downloads=num("remaining_downloads"),
-            error_code=text("error_code"),
-            error_message=text("error_message"),
-            raw=dict(data),
-        )
-
-    @property
-    def is_terminal(self) -> bool:
-        """True once the job is COMPLETED or FAILED (it never changes again)."""
-        return self.status in ("COMPLETED", "FAILED")
-
-    def raise_for_failure(self) -> BatchJob:
-        """Return the job, or raise :class:`BatchJobFailed` if it ended FAILED."""
-        if self.status == "FAILED":
-            code = self.error_code or "batch_job_failed"
-            raise BatchJobFailed(
-                f"batch job {self.job_id} FAILED: {code}: {self.error_message or 'no message'}",
-                job_id=self.job_id,
-                error_code=code,
-                error_message=self.error_message,
-            )
-        return self
-
-
-def work_reference(file_sha256: str, client_reference: str | None = None) -> str:
-    """Derive the ``client_reference`` of a piece of work from its file's content.
-
-    Parameters
-    ----------
-    file_sha256
-        Hex SHA-256 of the upload file.
-    client_reference
-        The caller's own reference, kept as a prefix (shortened to fit 255 characters).
-
-    Examples
-    --------
-    >>> work_reference("ab" * 32)
-    'mm-abababababababababababababababab'
-    >>> work_reference("ab" * 32, "nightly-2026-11-28")
-    'nightly-2026-11-28:mm-abababababababababababababababab'
-    """
-    suffix = f"mm-{file_sha256[:32]}"
-    if not client_reference:
-        return suffix
-    room = _REFERENCE_MAX - len(suffix) - 1
-    return f"{client_reference[:room]}:{suffix}"
-
-
-def idempotency_key(reference: str, attempt: int = 0) -> str:
-    """Derive the ``Idempotency-Key`` of a submission: the reference and the attempt number.
-
-    ``attempt`` is the number of earlier jobs for the same work that ended FAILED, so a retried
-    or rerun submit repeats the key, while a resubmission after a failure gets a new one.
-
-    Examples
-    --------
-    >>> idempotency_key("mm-abc") == idempotency_key("mm-abc")
-    True
-    >>> idempotency_key("mm-abc", 1) != idempotency_key("mm-abc", 0)
-    True
-    """
-    return "mm-" + hashlib.sha256(f"{reference}\n{attempt}".encode()).hexdigest()
-
-
-def default_cache_dir() -> Path:
-    """Where verified result files are kept by default.
-
-    ``$MM_PIPELINE_CACHE_DIR``, else ``$XDG_CACHE_HOME/mm_pipeline/batch``, else
-    ``~/.cache/mm_pipeline/batch``.
-    """
-    explicit = os.environ.get("MM_PIPELINE_CACHE_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "mm_pipeline" / "batch"
 
 
 def _header_int(headers: httpx.Headers, name: str) -> int | None:
@@ -388,7 +226,7 @@ class BatchSession:
         failed_attempts = 0
         if adopt:
             ours = [j for j in await self.list() if j.client_reference == reference]
-            found = _adoptable(ours)
+            found = adoptable(ours)
             if found is not None:
                 log.info("adopting batch job %s (%s) for this work", found.job_id, found.status)
                 return replace(found, adopted=True)
@@ -685,32 +523,7 @@ def _check_gzip(path: Path) -> None:
         )
 
 
-def _submittable(prepared: Prepared) -> pl.DataFrame:
-    """Return the pairs to submit; refuse a frame with none, or with pairs lacking a zip."""
-    pairs = prepared.pairs
-    if pairs.is_empty():
-        raise InvalidInputError("nothing to submit: the frame has no rows")
-    no_zip = pairs.filter(pl.col("zip").is_null()).get_column(ROW)
-    if no_zip.len():
-        shown = ", ".join(str(row) for row in no_zip.head(10).to_list())
-        more = f" and {no_zip.len() - 10:,} more" if no_zip.len() > 10 else ""
-        raise InvalidInputError(
-            f"the batch API needs a zip for every pair; rows without one: {shown}{more} "
-            "(rank such pairs with mm.rank_dealers(), which sends them online)"
-        )
-    return pairs
-
-
 _idempotency_key = idempotency_key  # submit() has a parameter of that name
-
-
-def _adoptable(jobs: builtins.list[BatchJob]) -> BatchJob | None:
-    """Prefer a COMPLETED job (newest first as listed), else a PROCESSING one."""
-    for wanted in ("COMPLETED", "PROCESSING"):
-        for job in jobs:
-            if job.status == wanted:
-                return job
-    return None
 
 
 def _json_object(response: httpx.Response) -> dict[str, Any]:
@@ -724,302 +537,3 @@ def _json_object(response: httpx.Response) -> dict[str, Any]:
             f"with a body that is not a JSON object (HTTP {response.status_code})"
         )
     return data
-
-
-class BatchClient:
-    """Batch jobs of one account: submit, status, list, wait, download (``client.batch``).
-
-    Every method opens its own connection pool; each has an async twin prefixed with ``a``.
-
-    Parameters
-    ----------
-    client
-        The :class:`~mm_pipeline.MarketMatchClient` (key, base URL, retries).
-    cache_dir
-        Where verified result files are kept (default :func:`default_cache_dir`).
-    poll_interval, max_poll_interval
-        First and largest pause between status polls (seconds).
-    active_job_timeout
-        How long a submit waits for another client's active job (409) before giving up.
-
-    Examples
-    --------
-    >>> import mm_pipeline as mm
-    >>> jobs = mm.MarketMatchClient(api_key="mc_test_doc", base_url="http://127.0.0.1:9").batch
-    >>> type(jobs).__name__
-    'BatchClient'
-    """
-
-    def __init__(
-        self,
-        client: SessionSource,
-        *,
-        cache_dir: Path | str | None = None,
-        poll_interval: float = 1.0,
-        max_poll_interval: float = 20.0,
-        active_job_timeout: float = DEFAULT_ACTIVE_JOB_TIMEOUT,
-    ) -> None:
-        if poll_interval <= 0 or max_poll_interval < poll_interval:
-            raise ValueError("need 0 < poll_interval <= max_poll_interval")
-        self._client = client
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
-        self.poll_interval = poll_interval
-        self.max_poll_interval = max_poll_interval
-        self.active_job_timeout = active_job_timeout
-
-    def __repr__(self) -> str:
-        return f"BatchClient(base_url={self._client.base_url!r})"
-
-    def configure(self, **changes: Any) -> BatchClient:
-        """Return a copy with other options (``cache_dir``, ``poll_interval``, ...)."""
-        options: dict[str, Any] = {
-            "cache_dir": self.cache_dir,
-            "poll_interval": self.poll_interval,
-            "max_poll_interval": self.max_poll_interval,
-            "active_job_timeout": self.active_job_timeout,
-        }
-        unknown = set(changes) - set(options)
-        if unknown:
-            raise TypeError(f"unknown BatchClient option(s): {', '.join(sorted(unknown))}")
-        return BatchClient(self._client, **{**options, **changes})
-
-    async def _run(self, work: Callable[[BatchSession], Awaitable[_T]]) -> _T:
-        async with self._client.session() as session:
-            return await work(
-                BatchSession(
-                    session=session,
-                    cache_dir=self.cache_dir,
-                    poll_interval=self.poll_interval,
-                    max_poll_interval=self.max_poll_interval,
-                    active_job_timeout=self.active_job_timeout,
-                )
-            )
-
-    # -- async --------------------------------------------------------------------------------
-
-    async def asubmit(
-        self,
-        path_or_frame: Path | str | pl.DataFrame | pl.LazyFrame,
-        *,
-        client_reference: str | None = None,
-        webhook_url: str | None = None,
-        webhook_secret: str | None = None,
-        idempotency_key: str | None = None,
-    ) -> BatchJob:
-        """Async :meth:`submit`."""
-        if isinstance(path_or_frame, pl.DataFrame | pl.LazyFrame):
-            # The same normalisation and validation as rank_dealers (InvalidInputError names
-            # the bad rows); exact duplicate rows are sent once.
-            pairs = _submittable(prepare(path_or_frame, endpoint="dealers", on_invalid="raise"))
-            with tempfile.TemporaryDirectory(prefix="mm-batch-") as tmp:
-                files = await asyncio.to_thread(write_batch_files, pairs, Path(tmp), stem="upload")
-                if len(files) > 1:
-                    raise ValueError(
-                        f"the frame needs {len(files)} files under the "
-                        f"{DEFAULT_MAX_FILE_BYTES // 2**20} MB cap; rank it with "
-                        "mm.rank_dealers(..., mode='batch'), which splits the work into jobs"
-                    )
-                return await self._submit(
-                    files[0].path,
-                    sha256=files[0].sha256,
-                    client_reference=client_reference,
-                    webhook_url=webhook_url,
-                    webhook_secret=webhook_secret,
-                    key=idempotency_key,
-                )
-        if not isinstance(path_or_frame, str | os.PathLike):
-            raise TypeError(
-                "submit takes the path of a .csv.gz file or a polars DataFrame/LazyFrame, got "
-                f"{type(path_or_frame)!r}"
-            )
-        return await self._submit(
-            Path(path_or_frame),
-            sha256=None,
-            client_reference=client_reference,
-            webhook_url=webhook_url,
-            webhook_secret=webhook_secret,
-            key=idempotency_key,
-        )
-
-    async def _submit(
-        self,
-        path: Path,
-        *,
-        sha256: str | None,
-        client_reference: str | None,
-        webhook_url: str | None,
-        webhook_secret: str | None,
-        key: str | None,
-    ) -> BatchJob:
-        return await self._run(
-            lambda s: s.submit(
-                path,
-                sha256=sha256,
-                client_reference=client_reference,
-                webhook_url=webhook_url,
-                webhook_secret=webhook_secret,
-                idempotency_key=key,
-            )
-        )
-
-    async def astatus(self, job_id: str) -> BatchJob:
-        """Async :meth:`status`."""
-        return await self._run(lambda s: s.status(job_id))
-
-    async def alist(
-        self, *, status: JobStatusFilter = "all", rows: int = 100
-    ) -> builtins.list[BatchJob]:
-        """Async :meth:`list`."""
-        return await self._run(lambda s: s.list(status=status, rows=rows))
-
-    async def await_(
-        self,
-        job_id: str,
-        *,
-        timeout: float = DEFAULT_WAIT_TIMEOUT,  # noqa: ASYNC109 (a polling deadline, not a cancel scope)
-        progress: bool | None = None,
-    ) -> BatchJob:
-        """Async :meth:`wait` (named ``await_`` because ``await`` is a keyword)."""
-        return await self._run(lambda s: s.wait(job_id, timeout=timeout, progress=progress))
-
-    async def adownload(self, job_id: str, dest: Path | str | None = None) -> Path:
-        """Async :meth:`download`."""
-        target = Path(dest) if dest is not None else None
-        return await self._run(lambda s: s.download(job_id, target))
-
-    # -- sync ---------------------------------------------------------------------------------
-
-    def submit(
-        self,
-        path_or_frame: Path | str | pl.DataFrame | pl.LazyFrame,
-        *,
-        client_reference: str | None = None,
-        webhook_url: str | None = None,
-        webhook_secret: str | None = None,
-        idempotency_key: str | None = None,
-    ) -> BatchJob:
-        """Submit a ``.csv.gz`` file or a frame, or adopt the job already running for it.
-
-        The reference and the ``Idempotency-Key`` are derived from the file's content (and
-        ``client_reference``); a PROCESSING or COMPLETED job of this account with that reference
-        is adopted (``job.adopted`` is true) instead of submitting again.
-
-        Parameters
-        ----------
-        path_or_frame
-            A gzip CSV file with ``vin,price,miles,source,zip``, or a polars DataFrame or
-            LazyFrame with those columns (validated like ``rank_dealers`` input, then written
-            to a temporary file).
-        client_reference
-            Your own tracking reference; the job's reference is ``"<yours>:mm-<content hash>"``.
-        webhook_url, webhook_secret
-            Where to notify when the job ends, and the secret that signs the notification
-            (verify it with :func:`mm_pipeline.webhooks.verify`).
-        idempotency_key
-            Override the derived key (not needed normally).
-
-        Returns
-        -------
-        BatchJob
-            The new or adopted job.
-
-        Raises
-        ------
-        InvalidInputError
-            Before any request: a file that is not gzip, or a frame with invalid rows, no
-            rows, or rows without a ``zip`` (each named).
-        BatchError
-            When another client's job stays active past the deadline.
-        APIError
-            For refused submissions (400 invalid file, 413 too large, ...).
-        """
-        return run_sync(
-            lambda: self.asubmit(
-                path_or_frame,
-                client_reference=client_reference,
-                webhook_url=webhook_url,
-                webhook_secret=webhook_secret,
-                idempotency_key=idempotency_key,
-            )
-        )
-
-    def status(self, job_id: str) -> BatchJob:
-        """Return the job's current status (:class:`NotFoundError` if not this account's)."""
-        return run_sync(lambda: self.astatus(job_id))
-
-    def list(self, *, status: JobStatusFilter = "all", rows: int = 100) -> builtins.list[BatchJob]:
-        """Return the account's jobs, newest first, following every ``next_cursor``.
-
-        Parameters
-        ----------
-        status
-            ``"all"``, ``"active"``, ``"completed"`` or ``"failed"``.
-        rows
-            Page size (1 to 100); every page is fetched either way.
-        """
-        return run_sync(lambda: self.alist(status=status, rows=rows))
-
-    def wait(
-        self, job_id: str, *, timeout: float = DEFAULT_WAIT_TIMEOUT, progress: bool | None = None
-    ) -> BatchJob:
-        """Poll until the job ends (backoff from ``poll_interval`` to ``max_poll_interval``).
-
-        Parameters
-        ----------
-        job_id
-            The job.
-        timeout
-            Overall deadline in seconds: it bounds the whole wait, status requests and their
-            retries included.
-        progress
-            Show a progress bar (``None``: only in terminals and notebooks).
-
-        Returns
-        -------
-        BatchJob
-            The COMPLETED job.
-
-        Raises
-        ------
-        BatchJobFailed
-            The job ended FAILED (``error_code``/``error_message`` from the job).
-        BatchTimeoutError
-            The deadline passed first (the job keeps running on the server).
-        """
-        return run_sync(lambda: self.await_(job_id, timeout=timeout, progress=progress))
-
-    def download(self, job_id: str, dest: Path | str | None = None) -> Path:
-        """Download the job's result file, verified against ``X-File-Checksum``.
-
-        A verified file is cached by job id, so asking again spends no download slot. A
-        mismatched or cut-off download is retried while slots remain (with a
-        :class:`BatchDownloadWarning` saying a slot was spent).
-
-        Parameters
-        ----------
-        job_id
-            A COMPLETED job.
-        dest
-            A file path or a directory to copy the result to; ``None`` returns the cached file.
-
-        Returns
-        -------
-        pathlib.Path
-            The verified file.
-
-        Before asking the server, the cache folder must prove it can hold the file: it is created,
-        a ``.part`` file of this process is created in it, and its free space is checked. Other
-        processes sharing the cache wait for a download in progress (a per-job file lock) and
-        then read its verified copy.
-
-        Raises
-        ------
-        CacheStorageError
-            The cache folder cannot be written or is full: raised before any slot is spent (or,
-            when the disk fills during the download, after that one slot). Rerun with a usable
-            ``cache_dir``.
-        DownloadError
-            No slot left and no cached copy, or every remaining slot failed verification
-            (:class:`ChecksumMismatchError` for a checksum mismatch).
-        """
-        return run_sync(lambda: self.adownload(job_id, dest))

@@ -15,7 +15,8 @@ import pytest
 
 import mm_pipeline as mm
 from mm_pipeline._batch._files import read_result_file, sha256_file, write_batch_files
-from mm_pipeline._batch._session import BatchSession, work_reference
+from mm_pipeline._batch._job import work_reference
+from mm_pipeline._batch._session import BatchSession
 from mm_pipeline._session import set_backoff_scale
 from mm_pipeline.sandbox import Sandbox
 from tests.conftest import OTHER_KEY, TEAMMATE_KEY, WebhookReceiver, client_for

@@ -29,7 +29,7 @@ import psutil
 import pytest
 
 import mm_pipeline as mm
-from mm_pipeline._batch._session import JobStatusFilter
+from mm_pipeline._batch._job import JobStatusFilter
 from mm_pipeline.sandbox import Sandbox, running
 from tests.bad_input.corpus import GOOD, OTHER_DEALER
 from tests.conftest import (
