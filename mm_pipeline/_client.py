@@ -1,9 +1,9 @@
 """The client's configuration: :class:`MarketMatchClient` (and its ``.batch``).
 
 A ``MarketMatchClient`` validates and holds configuration only and does no I/O: its options are
-frozen :class:`~mm_pipeline._session.SessionSettings`; ``client.session()`` opens a
+frozen :class:`~mm_pipeline._settings.SessionSettings`; ``client.session()`` opens a
 :class:`~mm_pipeline._session.Session` from them. The only state its sessions share is the
-rate they learned, kept in the client's :class:`~mm_pipeline._session.RateMemory`.
+rate they learned, kept in the client's :class:`~mm_pipeline._settings.RateMemory`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import httpx
 from mm_pipeline._batch._client import BatchClient
 from mm_pipeline._exceptions import ConfigurationError
 from mm_pipeline._redact import mask, redact_url
-from mm_pipeline._session import RateMemory, Session, SessionSettings, open_session
+from mm_pipeline._session import Session, open_session
+from mm_pipeline._settings import RateMemory, SessionSettings
 
 __all__ = [
     "DEFAULT_BASE_URL",

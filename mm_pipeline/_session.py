@@ -23,7 +23,9 @@ failures; never on other statuses. A 429 for an exhausted monthly quota (its mes
 "quota", or ``Retry-After`` exceeds an hour) raises
 :class:`~mm_pipeline._exceptions.QuotaExhaustedError` at once.
 
-Tests make backoff fast with :func:`set_backoff_scale` (or ``stamina.set_testing``).
+What is retried, and how long to back off, is the policy of :mod:`mm_pipeline._retry`; how an
+answer maps to an exception is :mod:`mm_pipeline._http_errors`. Tests make backoff fast with
+``set_backoff_scale`` (re-exported here; or ``stamina.set_testing``).
 """
 
 from __future__ import annotations
@@ -33,14 +35,11 @@ import contextlib
 import functools
 import importlib.metadata
 import logging
-import re
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import msgspec
@@ -48,88 +47,43 @@ import orjson
 import stamina
 
 from mm_pipeline._exceptions import (
-    APIError,
-    DeadlineExceededError,
     QuotaExhaustedError,
     RateLimitError,
     TransportError,
-    api_error_class,
 )
-from mm_pipeline._ratelimit import AdaptiveRateLimiter, seconds_until
+from mm_pipeline._http_errors import api_error, deadline_error, transport_error
+from mm_pipeline._ratelimit import AdaptiveRateLimiter
 from mm_pipeline._redact import (
     get_logger,
     install_log_redaction,
-    redact,
     redact_url,
     register_secret,
-    registered_secrets,
 )
+from mm_pipeline._retry import (
+    WAIT_INITIAL,
+    WAIT_JITTER,
+    WAIT_MAX,
+    backoff_scale,
+    is_retryable,
+    set_backoff_scale,
+)
+from mm_pipeline._settings import MIN_TRANSFER_RATE, RateMemory, SessionSettings
 
 __all__ = [
-    "MIN_TRANSFER_RATE",
-    "RateMemory",
     "RequestStats",
     "Session",
-    "SessionSettings",
     "SessionSource",
     "open_session",
     "set_backoff_scale",
 ]
 
 T = TypeVar("T")
-MIN_TRANSFER_RATE: Final = 64 * 1024
-"""Bytes per second an upload or a streamed download may average, at the least, before its
-deadline ends it: each byte moved extends the deadline by ``1 / MIN_TRANSFER_RATE`` seconds."""
-#: A 429 whose Retry-After exceeds this many seconds is a quota, not a rate limit.
-QUOTA_RETRY_AFTER: Final = 3600.0
-_RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
-_FATAL_TRANSPORT: Final = frozenset({"UnsupportedProtocol", "LocalProtocolError", "InvalidURL"})
-_QUOTA_WORDS: Final = re.compile(r"quota", re.IGNORECASE)
-_WAIT_INITIAL, _WAIT_MAX, _WAIT_JITTER = 0.5, 10.0, 0.5
 _INITIAL_RATE = 5.0  # req/s before any RateLimit-Limit is known
-_MAX_MESSAGE: Final = 500
 
 _log = get_logger("mm_pipeline.client")
 #: httpx's own logger: JSON POSTs sent straight to the transport log its request line here too.
 _httpx_log = logging.getLogger("httpx")
 install_log_redaction()
-
-
-class _BackoffScale:
-    """The factor applied to retry backoffs; restores the previous one when used as a CM."""
-
-    value = 1.0
-
-    def __init__(self, previous: float) -> None:
-        self._previous = previous
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        _BackoffScale.value = self._previous
-
-
-def set_backoff_scale(scale: float) -> contextlib.AbstractContextManager[None]:
-    """Multiply every retry backoff by ``scale`` (``0`` for tests); usable as a context manager.
-
-    The rate limiter's pauses (``Retry-After``, ``RateLimit-Reset-Time``) are not scaled: they
-    keep the client under the server's limit.
-
-    Examples
-    --------
-    >>> with set_backoff_scale(0.0):
-    ...     pass
-    """
-    if scale < 0:
-        raise ValueError("backoff scale must be >= 0")
-    previous, _BackoffScale.value = _BackoffScale.value, scale
-    return _BackoffScale(previous)
 
 
 @dataclass(kw_only=True)
@@ -176,51 +130,6 @@ def _environment_proxied() -> bool:
     """Tell whether httpx would mount a proxy from the environment (``HTTP(S)_PROXY`` ...)."""
     found = urllib.request.getproxies()
     return any(found.get(scheme) for scheme in ("http", "https", "all"))
-
-
-@dataclass(frozen=True, kw_only=True)
-class SessionSettings:
-    """What a :class:`Session` needs to know, fixed when the client is built (validated there).
-
-    :class:`~mm_pipeline.MarketMatchClient` checks the values and holds one of these; a session
-    only reads it.
-    """
-
-    base_url: str
-    api_key: str = field(repr=False)
-    max_concurrency: int
-    timeout: float
-    deadline: float
-    max_retries: int
-    retry_deadline: float
-    rate_limit: float | None
-    transport: httpx.AsyncBaseTransport | None = field(default=None, repr=False, compare=False)
-
-
-class RateMemory:
-    """The pace learned by the sessions of one client: the only state they share, and mutable.
-
-    A :class:`~mm_pipeline.MarketMatchClient` creates one and hands it to each session it opens:
-    a session starts at the remembered pace (before any ``RateLimit-Limit`` header is seen) and
-    writes what its limiter learned when it closes, so the next unit of work starts there. The
-    client itself stays immutable configuration.
-
-    Examples
-    --------
-    >>> memory = RateMemory()
-    >>> memory.rate is None
-    True
-    >>> memory.remember(12.0); memory.remember(None); memory.rate
-    12.0
-    """
-
-    def __init__(self) -> None:
-        self.rate: float | None = None
-
-    def remember(self, learned: float | None) -> None:
-        """Keep ``learned`` as the pace to start at (``None``: nothing learned, keep the old)."""
-        if learned:
-            self.rate = learned
 
 
 class SessionSource(Protocol):
@@ -462,11 +371,11 @@ class Session:
             async with timer:
                 yield response
         except httpx.HTTPError as exc:
-            failure = _transport_error(exc, method, response.request.url)
+            failure = transport_error(exc, method, response.request.url)
         except TimeoutError:
             if not timer.expired():
                 raise
-            failure = _deadline_error(method, redact_url(response.request.url), base, body=True)
+            failure = deadline_error(method, redact_url(response.request.url), base, body=True)
         finally:
             await response.aclose()
             self._semaphore.release()
@@ -487,11 +396,11 @@ class Session:
         had run that attempt itself.
         """
         started = time.monotonic()
-        scale = _BackoffScale.value
+        scale = backoff_scale()
         try:
             return await attempt(1)
         except Exception as exc:
-            if not retry or not _is_retryable(exc):
+            if not retry or not is_retryable(exc):
                 raise
             first = exc
         deadline = self._settings.retry_deadline
@@ -500,7 +409,7 @@ class Session:
             raise first
 
         def backoff(exc: Exception) -> bool | float:
-            if not _is_retryable(exc):
+            if not is_retryable(exc):
                 return False
             if isinstance(exc, RateLimitError) and exc.retry_after is not None:
                 wait = exc.retry_after * scale
@@ -511,9 +420,9 @@ class Session:
             on=backoff,
             attempts=self._settings.max_retries + 1,
             timeout=left,
-            wait_initial=_WAIT_INITIAL * scale,
-            wait_max=_WAIT_MAX * scale,
-            wait_jitter=_WAIT_JITTER * scale,
+            wait_initial=WAIT_INITIAL * scale,
+            wait_max=WAIT_MAX * scale,
+            wait_jitter=WAIT_JITTER * scale,
         ):
             with try_:
                 if try_.num == 1:
@@ -556,7 +465,7 @@ class Session:
         if response.is_success:
             self.limiter.on_success()
             return response
-        error = _api_error(response, method, url)
+        error = api_error(response, method, url)
         status = response.status_code
         self.stats.errors_by_status[status] = self.stats.errors_by_status.get(status, 0) + 1
         if isinstance(error, RateLimitError):
@@ -598,11 +507,11 @@ class Session:
             done = True
             return response, url
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            return _transport_error(exc, method, url), url
+            return transport_error(exc, method, url), url
         except TimeoutError:
             if not timer.expired():
                 raise
-            return _deadline_error(method, url, limit), url
+            return deadline_error(method, url, limit), url
         finally:  # failed or cancelled mid-read: give the connection back
             if not done and response is not None:
                 await response.aclose()
@@ -638,84 +547,3 @@ class _PacedStream(httpx.AsyncByteStream):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
-
-
-def _deadline_error(
-    method: str, url: str, deadline: float, *, body: bool = False
-) -> DeadlineExceededError:
-    what = (
-        f"the body arrived slower than {MIN_TRANSFER_RATE // 1024} KiB/s on average after "
-        f"the first {deadline:g} s"
-        if body
-        else f"no complete answer within the whole-request deadline of {deadline:g} s"
-    )
-    return DeadlineExceededError(
-        f"{what}; the request was abandoned (MarketMatchClient(deadline=...) sets it)",
-        deadline=deadline,
-        method=method,
-        url=url,
-    )
-
-
-def _is_retryable(exc: Exception) -> bool:
-    if isinstance(exc, QuotaExhaustedError):
-        return False
-    if isinstance(exc, APIError):
-        return exc.status in _RETRY_STATUSES
-    return isinstance(exc, TransportError) and exc.kind not in _FATAL_TRANSPORT
-
-
-def _transport_error(exc: Exception, method: str, url: object) -> TransportError:
-    kind = type(exc).__name__
-    detail = redact(str(exc), *registered_secrets()) or "no detail"
-    return TransportError(detail, kind=kind, method=method, url=redact_url(url))
-
-
-def _scrub(value: Any) -> Any:
-    """Remove registered secrets from every string inside a decoded JSON value."""
-    if isinstance(value, str):
-        return redact(value, *registered_secrets())
-    if isinstance(value, list):
-        return [_scrub(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _scrub(v) for k, v in value.items()}
-    return value
-
-
-def _api_error(response: httpx.Response, method: str, url: str) -> APIError:
-    """Build the exception for a non-2xx response, tolerating any body."""
-    status = response.status_code
-    try:
-        decoded = orjson.loads(response.content) if response.content else None
-    except orjson.JSONDecodeError:
-        decoded = None
-    body: dict[str, Any] = _scrub(decoded) if isinstance(decoded, dict) else {}
-    message = body.get("message")
-    if not isinstance(message, str) or not message.strip():
-        text = _scrub(response.text.strip())[:_MAX_MESSAGE] if decoded is None else ""
-        message = text or response.reason_phrase or f"HTTP {status}"
-    headers = {k: _scrub(v) for k, v in response.headers.items()}
-    common: dict[str, Any] = {
-        "status": status,
-        "method": method,
-        "url": url,
-        "body": body,
-        "headers": headers,
-    }
-    cls = api_error_class(status)
-    if cls is not RateLimitError:
-        return cls(message, **common)
-    now = time.time()
-    retry_after = seconds_until(response.headers.get("Retry-After"), now=now)
-    if _QUOTA_WORDS.search(message) or (retry_after or 0.0) > QUOTA_RETRY_AFTER:
-        until = seconds_until(response.headers.get("Quota-Reset-Time"), now=now)
-        until = until if until is not None else retry_after
-        resets_at = datetime.fromtimestamp(round(now + until), UTC) if until is not None else None
-        when = f"resets at {resets_at:%Y-%m-%d %H:%M:%S} UTC" if resets_at else "reset unknown"
-        return QuotaExhaustedError(
-            f"{message} (monthly quota exhausted; {when}; not retried)",
-            retry_after=retry_after,
-            resets_at=resets_at,
-            **common,
-        )
-    return RateLimitError(message, retry_after=retry_after, **common)
