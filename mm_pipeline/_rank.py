@@ -269,7 +269,7 @@ def _result(
         invalid_rows=prepared.invalid_rows,
         duplicates_removed=prepared.duplicates_removed,
         conflicts=prepared.conflicts
-        + (batch.notes.get("batch_duplicate_vin_dealer_rows", 0) if batch is not None else 0),
+        + (batch.counts.duplicate_vin_dealer_rows if batch is not None else 0),
         pairs=prepared.pairs.height,
         groups=plan.groups,
         ranked=ranked.height,

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BATCH_THRESHOLD_REQUESTS",
     "DEFAULT_POLL_TIMEOUT",
+    "BatchCounts",
     "BatchOptions",
     "BatchOutcome",
     "rank_pairs_batch",
@@ -101,19 +102,48 @@ class BatchOptions:
     active_job_timeout: float = DEFAULT_ACTIVE_JOB_TIMEOUT
 
 
+@dataclass(kw_only=True)
+class BatchCounts:
+    """What one run of the batch route did (filled as it runs; logged, and read by tests).
+
+    ``RankStats.conflicts`` takes ``duplicate_vin_dealer_rows``; the other figures describe the
+    jobs, which ``RankStats.batch_job_ids`` names.
+    """
+
+    #: Pairs written to batch files, and their distinct VINs.
+    rows_sent: int = 0
+    unique_vins: int = 0
+    #: Rows sharing a VIN and dealer with another at a different price or mileage.
+    duplicate_vin_dealer_rows: int = 0
+    #: Files written, jobs used (of them adopted from an earlier run, and FAILED).
+    files: int = 0
+    jobs: int = 0
+    jobs_adopted: int = 0
+    jobs_failed: int = 0
+    #: Download requests sent (each spends a slot) and results served from the cache.
+    downloads: int = 0
+    cache_hits: int = 0
+    #: Result rows: pairs with none, rows for no pair, and repeated rows.
+    missing_from_result: int = 0
+    unexpected_result_rows: int = 0
+    duplicate_result_rows: int = 0
+    #: Pairs whose ``mc_location_id`` the result contradicts, or does not confirm.
+    location_mismatches: int = 0
+    locations_unconfirmed: int = 0
+
+
 @dataclass(frozen=True, kw_only=True)
 class BatchOutcome:
     """What the batch route returns.
 
     ``ranked`` follows ``RANKED_SCHEMA`` and ``failed`` ``FAILED_SCHEMA``; both also carry any
-    extra column of the input pairs (such as ``_row``). ``notes`` counts what happened (keys
-    prefixed ``batch_``), for ``RankResult.stats``.
+    extra column of the input pairs (such as ``_row``). ``counts`` says what happened.
     """
 
     ranked: pl.DataFrame
     failed: pl.DataFrame
     job_ids: tuple[str, ...]
-    notes: dict[str, int] = field(default_factory=dict)
+    counts: BatchCounts = field(default_factory=BatchCounts)
 
 
 async def rank_pairs_batch(
@@ -164,8 +194,11 @@ async def rank_pairs_batch(
         active_job_timeout=options.active_job_timeout,
     )
     pairs, conflicts = _split_conflicts(pairs)
-    notes = _input_notes(pairs)
-    notes["batch_duplicate_vin_dealer_rows"] = conflicts.height
+    counts = BatchCounts(
+        rows_sent=pairs.height,
+        unique_vins=pairs.get_column("vin").n_unique(),
+        duplicate_vin_dealer_rows=conflicts.height,
+    )
     job_ids: list[str] = []
     results: list[pl.DataFrame] = []
     job_failures: list[pl.DataFrame] = []
@@ -173,7 +206,7 @@ async def rank_pairs_batch(
         files = await asyncio.to_thread(
             write_batch_files, pairs, Path(tmp), max_file_bytes=options.max_file_bytes
         )
-        notes["batch_files"] = len(files)
+        counts.files = len(files)
         for number, batch_file in enumerate(files, start=1):
             job = await ops.submit(
                 batch_file.path,
@@ -183,7 +216,7 @@ async def rank_pairs_batch(
                 webhook_secret=options.webhook_secret,
             )
             job_ids.append(job.job_id)
-            notes["batch_jobs_adopted"] += int(job.adopted)
+            counts.jobs_adopted += int(job.adopted)
             log.info(
                 "batch file %d/%d (%d rows) -> job %s",
                 number,
@@ -197,38 +230,18 @@ async def rank_pairs_batch(
                 if options.on_job_failed == "raise":
                     raise
                 job_failures.append(_job_failed(pairs, batch_file, job, exc))
-                notes["batch_jobs_failed"] += 1
+                counts.jobs_failed += 1
                 continue
             path = await ops.download(job.job_id, item_count=done.item_count)
             result = await asyncio.to_thread(read_result_file, path)
             results.append(result.with_columns(pl.lit(job.job_id).alias("_job")))
-    notes["batch_jobs"] = len(job_ids)
-    notes["batch_downloads"] = ops.downloads
-    notes["batch_cache_hits"] = ops.cache_hits
-    ranked, failed = _map_back(pairs, job_ids, results, job_failures, notes)
+    counts.jobs = len(job_ids)
+    counts.downloads = ops.downloads
+    counts.cache_hits = ops.cache_hits
+    ranked, failed = _map_back(pairs, job_ids, results, job_failures, counts)
     if conflicts.height:
         failed = pl.concat([failed, conflicts.select(failed.columns)])
-    return BatchOutcome(ranked=ranked, failed=failed, job_ids=tuple(job_ids), notes=notes)
-
-
-def _input_notes(pairs: pl.DataFrame) -> dict[str, int]:
-    notes = dict.fromkeys(
-        (
-            "batch_jobs",
-            "batch_jobs_adopted",
-            "batch_jobs_failed",
-            "batch_files",
-            "batch_downloads",
-            "batch_cache_hits",
-            "batch_missing_from_result",
-            "batch_unexpected_result_rows",
-            "batch_duplicate_result_rows",
-        ),
-        0,
-    )
-    notes["batch_rows_sent"] = pairs.height
-    notes["batch_unique_vins"] = pairs.get_column("vin").n_unique()
-    return notes
+    return BatchOutcome(ranked=ranked, failed=failed, job_ids=tuple(job_ids), counts=counts)
 
 
 def _split_conflicts(pairs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -293,7 +306,7 @@ def _as_failed(
     )
 
 
-def _one_row_per_key(result: pl.DataFrame, notes: dict[str, int]) -> pl.DataFrame:
+def _one_row_per_key(result: pl.DataFrame, counts: BatchCounts) -> pl.DataFrame:
     """Keep one result row per key, a ranked one where the file repeats a key.
 
     Result files rarely repeat a key or fail a row, so the copies that sorting and
@@ -305,12 +318,12 @@ def _one_row_per_key(result: pl.DataFrame, notes: dict[str, int]) -> pl.DataFram
     unique = (
         result.unique(subset=list(_KEY), keep="first", maintain_order=True) if repeated else result
     )
-    notes["batch_duplicate_result_rows"] = result.height - unique.height
+    counts.duplicate_result_rows = result.height - unique.height
     return unique
 
 
 def _confirm_locations(
-    matched: pl.DataFrame, *, extra: list[str], notes: dict[str, int]
+    matched: pl.DataFrame, *, extra: list[str], counts: BatchCounts
 ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     """Take ranked rows out whose given ``mc_location_id`` the result does not confirm.
 
@@ -327,9 +340,9 @@ def _confirm_locations(
     wrong = checked & answered.is_not_null() & (given != answered)
     unknown = checked & answered.is_null()
     flags = matched.select(wrong.alias("wrong"), unknown.alias("unknown"))
-    notes["batch_location_mismatches"] = int(flags.get_column("wrong").sum())
-    notes["batch_locations_unconfirmed"] = int(flags.get_column("unknown").sum())
-    if not notes["batch_location_mismatches"] + notes["batch_locations_unconfirmed"]:
+    counts.location_mismatches = int(flags.get_column("wrong").sum())
+    counts.locations_unconfirmed = int(flags.get_column("unknown").sum())
+    if not counts.location_mismatches + counts.locations_unconfirmed:
         return matched, None
     taken = flags.get_column("wrong") | flags.get_column("unknown")
     failed = _as_failed(
@@ -367,7 +380,7 @@ def _map_back(
     job_ids: list[str],
     results: list[pl.DataFrame],
     job_failures: list[pl.DataFrame],
-    notes: dict[str, int],
+    counts: BatchCounts,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Join result rows to input pairs on (vin, price, miles, source, zip)."""
     extra = _extra_columns(pairs)
@@ -381,12 +394,12 @@ def _map_back(
         pl.concat(results)
         if results
         else pl.DataFrame(schema={**RESULT_SCHEMA, "_job": pl.String}),
-        notes,
+        counts,
     )
     expected = (
         unique.lazy().join(todo.lazy().select(_KEY), on=list(_KEY), how="semi").select(pl.len())
     )
-    notes["batch_unexpected_result_rows"] = unique.height - expected.collect().item()
+    counts.unexpected_result_rows = unique.height - expected.collect().item()
     matched = todo.join(
         unique.rename({"mc_location_id": "_result_location"}),
         on=list(_KEY),
@@ -395,8 +408,8 @@ def _map_back(
     )
     del unique  # the join holds what is needed: the result is not kept twice
     missing = pl.col("_job").is_null()
-    notes["batch_missing_from_result"] = matched.filter(missing).height
-    matched, unconfirmed = _confirm_locations(matched, extra=extra, notes=notes)
+    counts.missing_from_result = matched.filter(missing).height
+    matched, unconfirmed = _confirm_locations(matched, extra=extra, counts=counts)
     is_ranked = ~missing & pl.col("error_code").is_null()
     ranked = (
         matched.filter(is_ranked)

@@ -14,7 +14,12 @@ import polars as pl
 import pytest
 
 import mm_pipeline as mm
-from mm_pipeline._batch._route import BATCH_THRESHOLD_REQUESTS, BatchOptions, rank_pairs_batch
+from mm_pipeline._batch._route import (
+    BATCH_THRESHOLD_REQUESTS,
+    BatchCounts,
+    BatchOptions,
+    rank_pairs_batch,
+)
 from mm_pipeline._frames import FAILED_SCHEMA, RANKED_SCHEMA
 from mm_pipeline.sandbox import Sandbox
 from tests.client.test_batch_client import EXAMPLE_VEHICLES, make_pairs, server_jobs
@@ -39,7 +44,7 @@ def _assert_accounted(pairs: pl.DataFrame, result: mm.RankResult) -> None:
 
 async def _route(
     client: mm.MarketMatchClient, pairs: pl.DataFrame, tmp_path: Path, **options: object
-) -> tuple[pl.DataFrame, pl.DataFrame, tuple[str, ...], dict[str, int]]:
+) -> tuple[pl.DataFrame, pl.DataFrame, tuple[str, ...], BatchCounts]:
     """Run the batch route directly (fast polling) on normalised pairs."""
     settings = BatchOptions(
         cache_dir=tmp_path / "cache",
@@ -52,7 +57,7 @@ async def _route(
         outcome = await rank_pairs_batch(
             prepared, session=session, options=settings, progress=False
         )
-    return outcome.ranked, outcome.failed, outcome.job_ids, outcome.notes
+    return outcome.ranked, outcome.failed, outcome.job_ids, outcome.counts
 
 
 def test_rank_dealers_batch_end_to_end(
@@ -130,10 +135,10 @@ async def test_split_into_several_jobs(
     pairs = make_pairs(120)
     ranked_one, failed_one, jobs_one, _ = await _route(client, pairs, tmp_path / "one")
     clean_sandbox.reset()
-    ranked, failed, job_ids, notes = await _route(
+    ranked, failed, job_ids, counts = await _route(
         client, pairs, tmp_path / "many", max_file_bytes=3_000
     )
-    assert len(job_ids) == notes["batch_files"] == notes["batch_jobs"] > 2
+    assert len(job_ids) == counts.files == counts.jobs > 2
     assert len(jobs_one) == 1
     assert ranked.sort("vin", "vin_rank").equals(ranked_one.sort("vin", "vin_rank"))
     assert failed.height == failed_one.height == 0
@@ -148,8 +153,8 @@ async def test_rerun_adopts_jobs_and_spends_no_download(
     first = await _route(client, pairs, tmp_path, max_file_bytes=8_000)
     second = await _route(client, pairs, tmp_path, max_file_bytes=8_000)
     assert second[2] == first[2]
-    assert second[3]["batch_jobs_adopted"] == len(first[2])
-    assert (second[3]["batch_downloads"], second[3]["batch_cache_hits"]) == (0, len(first[2]))
+    assert second[3].jobs_adopted == len(first[2])
+    assert (second[3].downloads, second[3].cache_hits) == (0, len(first[2]))
     assert second[0].equals(first[0])
     for job in server_jobs(clean_sandbox):
         assert job["download_count"] == 1
@@ -199,12 +204,12 @@ async def test_unknown_dealer_rows_fail_with_the_result_code(
     """Rows the batch could not rank go to failed with the code from the result file."""
     pairs = make_pairs(5, vehicles=2)
     ghost = pairs.head(1).with_columns(pl.lit("no-such-dealer.example").alias("source"))
-    ranked, failed, _, notes = await _route(client, pl.concat([pairs, ghost]), tmp_path)
+    ranked, failed, _, counts = await _route(client, pl.concat([pairs, ghost]), tmp_path)
     assert ranked.height == pairs.height
     assert failed.height == 1
     assert failed["source"].to_list() == ["no-such-dealer.example"]
     assert failed["error_code"].to_list() == ["dealer_not_found"]
-    assert notes["batch_missing_from_result"] == 0
+    assert counts.missing_from_result == 0
     assert set(failed.columns) >= {"_row"}
 
 
@@ -214,9 +219,9 @@ async def test_duplicate_vin_dealer_rows_are_explained(
     """The same VIN and dealer at another price is not sent: failed as duplicate_conflict."""
     pairs = make_pairs(4, vehicles=1)
     repriced = pairs.head(2).with_columns(pl.col("price") + 500)
-    ranked, failed, (job_id,), notes = await _route(client, pl.concat([pairs, repriced]), tmp_path)
-    assert notes["batch_duplicate_vin_dealer_rows"] == 2
-    assert (notes["batch_rows_sent"], notes["batch_unique_vins"]) == (4, 1)
+    ranked, failed, (job_id,), counts = await _route(client, pl.concat([pairs, repriced]), tmp_path)
+    assert counts.duplicate_vin_dealer_rows == 2
+    assert (counts.rows_sent, counts.unique_vins) == (4, 1)
     assert ranked.height == 4
     assert failed["error_code"].to_list() == ["duplicate_conflict"] * 2
     assert failed["_row"].to_list() == [4, 5]

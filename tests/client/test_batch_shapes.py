@@ -157,10 +157,10 @@ async def test_result_rows_missing_extra_and_repeated(tmp_path: Path) -> None:
         ("c.com", "missing_from_result")
     ]
     assert outcome.failed["_row"].to_list() == [2]
-    notes = outcome.notes
-    assert notes["batch_missing_from_result"] == 1
-    assert notes["batch_unexpected_result_rows"] == 1
-    assert notes["batch_duplicate_result_rows"] == 1
+    counts = outcome.counts
+    assert counts.missing_from_result == 1
+    assert counts.unexpected_result_rows == 1
+    assert counts.duplicate_result_rows == 1
     assert outcome.job_ids == ("j1",)
 
 
@@ -201,7 +201,7 @@ async def test_a_result_without_rooftop_ids_cannot_confirm_a_given_id(tmp_path: 
         ("b.com", "loc-b", "location_unconfirmed")
     ]
     assert "could not be confirmed" in outcome.failed["error_message"][0]
-    assert outcome.notes["batch_locations_unconfirmed"] == 1
+    assert outcome.counts.locations_unconfirmed == 1
 
 
 async def test_a_result_file_echoing_the_key_is_redacted(tmp_path: Path) -> None:
