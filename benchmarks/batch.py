@@ -92,7 +92,7 @@ def _write(which: str, directory: Path) -> dict[str, Any]:
 def _parse(which: str, directory: Path) -> dict[str, Any]:
     path = directory / "result.csv.gz"
     if which == "ours":
-        from mm_pipeline._batch._files import read_result_file  # noqa: PLC0415
+        from mm_pipeline._batch._results import read_result_file  # noqa: PLC0415
 
         with measured() as m:
             frame = read_result_file(path)

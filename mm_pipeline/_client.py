@@ -15,9 +15,10 @@ from typing import Final
 import httpx
 
 from mm_pipeline._batch._client import BatchClient
+from mm_pipeline._connect import open_session
 from mm_pipeline._exceptions import ConfigurationError
 from mm_pipeline._redact import mask, redact_url
-from mm_pipeline._session import Session, open_session
+from mm_pipeline._session import Session
 from mm_pipeline._settings import RateMemory, SessionSettings
 
 __all__ = [

@@ -1,10 +1,9 @@
 """The HTTP session beneath both routes: :class:`Session` (pooled httpx, retries, limiter, stats).
 
-:func:`open_session` (what ``MarketMatchClient.session()`` calls) opens one pooled
-``httpx.AsyncClient`` (HTTP/1.1) from frozen :class:`SessionSettings` and yields a
-:class:`Session`, through which every request of a unit of work goes. The one piece of state the
-sessions of a client share is its :class:`RateMemory` (the pace learned last). Per attempt, a
-session:
+:func:`~mm_pipeline._connect.open_session` (what ``MarketMatchClient.session()`` calls) opens
+one pooled ``httpx.AsyncClient`` (HTTP/1.1) from frozen
+:class:`~mm_pipeline._settings.SessionSettings` and yields a :class:`Session`, through which
+every request of a unit of work goes. Per attempt, a session:
 
 1. takes one of ``max_concurrency`` slots (a semaphore);
 2. waits for the shared :class:`~mm_pipeline._ratelimit.AdaptiveRateLimiter`;
@@ -32,11 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import importlib.metadata
 import logging
 import time
-import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -57,7 +53,6 @@ from mm_pipeline._redact import (
     get_logger,
     install_log_redaction,
     redact_url,
-    register_secret,
 )
 from mm_pipeline._retry import (
     WAIT_INITIAL,
@@ -67,13 +62,12 @@ from mm_pipeline._retry import (
     is_retryable,
     set_backoff_scale,
 )
-from mm_pipeline._settings import MIN_TRANSFER_RATE, RateMemory, SessionSettings
+from mm_pipeline._settings import MIN_TRANSFER_RATE, SessionSettings
 
 __all__ = [
     "RequestStats",
     "Session",
     "SessionSource",
-    "open_session",
     "set_backoff_scale",
 ]
 
@@ -111,27 +105,6 @@ class RequestStats:
     elapsed: float = 0.0
 
 
-class _BorrowedTransport(httpx.AsyncBaseTransport):
-    """Delegates to a caller's transport without closing it, so sessions can reuse it."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
-        self._inner = inner
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self._inner.handle_async_request(request)
-
-
-@functools.cache
-def _user_agent() -> str:
-    return f"mm-pipeline/{importlib.metadata.version('mm-pipeline')}"
-
-
-def _environment_proxied() -> bool:
-    """Tell whether httpx would mount a proxy from the environment (``HTTP(S)_PROXY`` ...)."""
-    found = urllib.request.getproxies()
-    return any(found.get(scheme) for scheme in ("http", "https", "all"))
-
-
 class SessionSource(Protocol):
     """What opens sessions, as a :class:`~mm_pipeline.MarketMatchClient` does (for BatchClient)."""
 
@@ -143,44 +116,6 @@ class SessionSource(Protocol):
     def session(self) -> contextlib.AbstractAsyncContextManager[Session]:
         """Open one pooled HTTP client for a unit of work."""
         ...
-
-
-@contextlib.asynccontextmanager
-async def open_session(settings: SessionSettings, memory: RateMemory) -> AsyncIterator[Session]:
-    """Open one pooled ``httpx.AsyncClient`` as a :class:`Session`; close it on exit.
-
-    The session starts at ``memory``'s pace and leaves what it learned there when it closes.
-    """
-    register_secret(settings.api_key)
-    install_log_redaction()  # again: logging.config may have replaced the filters since
-    limits = httpx.Limits(
-        max_connections=settings.max_concurrency,
-        max_keepalive_connections=settings.max_concurrency,
-    )
-    # The session owns the transport (pool limits included), so JSON POSTs can go straight
-    # to it; with a proxy from the environment httpx's default transport is kept instead
-    # (an explicit transport would turn its proxy mounts off).
-    own: httpx.AsyncBaseTransport | None = settings.transport
-    if own is None and not _environment_proxied():
-        own = httpx.AsyncHTTPTransport(limits=limits)
-    http = httpx.AsyncClient(
-        base_url=settings.base_url,
-        params={"api_key": settings.api_key},
-        headers={
-            "User-Agent": _user_agent(),
-            "Accept": "application/json",
-        },
-        timeout=httpx.Timeout(settings.timeout),
-        limits=limits,
-        transport=_BorrowedTransport(settings.transport) if settings.transport else own,
-        follow_redirects=False,
-    )
-    async with http:
-        session = Session(http, settings, start_rate=memory.rate, transport=own)
-        try:
-            yield session
-        finally:
-            memory.remember(session._finish())
 
 
 class Session:

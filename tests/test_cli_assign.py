@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from mm_pipeline.cli import cli
 from mm_pipeline.cli._assign import unassigned_path
-from tests.client.test_assign import ranked
+from tests._support.frames import ranked
 
 RANKED = ranked(
     ("V1", "a.com", 1, True),

@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 from mm_pipeline.cli import cli
 from mm_pipeline.cli._rank import failed_path, read_pairs
 from mm_pipeline.sandbox import Sandbox
-from tests.client.test_batch_client import _rooftops, make_pairs, server_jobs
+from tests._support.batch import make_pairs, rooftops, server_jobs
 
 
 def _run(sb: Sandbox, *args: str) -> Result:
@@ -21,10 +21,10 @@ def _run(sb: Sandbox, *args: str) -> Result:
 
 def _zero_zip_pairs() -> pl.DataFrame:
     """Pairs whose dealers have ZIPs with a leading zero (they must survive CSV round trips)."""
-    rooftops = _rooftops().filter(pl.col("zip").str.starts_with("0")).head(5)
-    assert rooftops.height == 5
+    zero_zips = rooftops().filter(pl.col("zip").str.starts_with("0")).head(5)
+    assert zero_zips.height == 5
     vehicles = make_pairs(1, vehicles=3).select("vin", "price", "miles")
-    return vehicles.join(rooftops, how="cross")
+    return vehicles.join(zero_zips, how="cross")
 
 
 @pytest.mark.parametrize("command", ["dealers", "vins"])

@@ -3,7 +3,8 @@
 - ``_job.py``      :class:`BatchJob` and the derived references and idempotency keys
 - ``_session.py``  :class:`BatchSession`: list, submit (adopting), wait, download over a session
 - ``_cache.py``    the result cache: storage proved before a slot is spent, per-job file lock
-- ``_files.py``    the batch CSV format: write ``.csv.gz`` uploads, parse result files
+- ``_files.py``    the batch upload format: write ``.csv.gz`` files under the size cap, hash them
+- ``_results.py``  the batch result format: parse result files into a typed frame, streaming
 - ``_client.py``   :class:`BatchClient` (``client.batch``), sync and async
 - ``_route.py``    rank a frame through batch jobs (split, run, map back)
 

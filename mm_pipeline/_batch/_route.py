@@ -23,15 +23,9 @@ from typing import TYPE_CHECKING, Final, Literal
 
 import polars as pl
 
-from mm_pipeline._batch._files import (
-    DEFAULT_MAX_FILE_BYTES,
-    RESULT_SCHEMA,
-    BatchFile,
-    error_code_text,
-    read_result_file,
-    write_batch_files,
-)
+from mm_pipeline._batch._files import DEFAULT_MAX_FILE_BYTES, BatchFile, write_batch_files
 from mm_pipeline._batch._job import BatchJob
+from mm_pipeline._batch._results import RESULT_SCHEMA, error_code_text, read_result_file
 from mm_pipeline._batch._session import (
     DEFAULT_ACTIVE_JOB_TIMEOUT,
     DEFAULT_WAIT_TIMEOUT,

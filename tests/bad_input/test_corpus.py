@@ -13,6 +13,7 @@ import mm_pipeline as mm
 from mm_pipeline.cli import cli
 from mm_pipeline.sandbox import Sandbox
 from mm_pipeline.schemas import FailedMatch, RankedMatch
+from tests._support.quota import requests_received
 from tests.bad_input.corpus import (
     CASES,
     Case,
@@ -23,20 +24,11 @@ from tests.bad_input.corpus import (
     Submitted,
     render_table,
 )
-from tests.conftest import SANDBOX_OPTIONS, client_for
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "bad-input.md"
 GROUPS = {"dealers": ["vin", "price", "miles"], "vins": ["source", "zip", "mc_location_id"]}
 MAX_MESSAGE = 2_000
 """A refusal message stays readable, whatever the size of the bad values."""
-
-
-def requests_received(sb: Sandbox) -> int:
-    """API requests the sandbox counted against account A since its last reset."""
-    with client_for(sb) as probe:
-        response = probe.get("/v2/batch/marketmatch/rank/jobs", params={"rows": 1})
-    # The probe itself spends one unit of the quota.
-    return int(SANDBOX_OPTIONS["quota"]) - int(response.headers["Quota-Remaining"]) - 1
 
 
 def materialise(value: Any, folder: Path) -> Any:

@@ -10,23 +10,10 @@ import polars as pl
 import pytest
 
 import mm_pipeline as mm
-from mm_pipeline._frames import RANKED_SCHEMA
 from mm_pipeline.sandbox._market import Market
+from tests._support.frames import ranked
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_data"
-SCHEMA = RANKED_SCHEMA
-
-
-def ranked(*rows: tuple[str, str, int, bool]) -> pl.DataFrame:
-    """Rows of (vin, dealer source, vin_rank, rank_exact); the dealer's zip and id follow."""
-    return pl.DataFrame(
-        [
-            (vin, 9000, 100, source, "30907", source.upper(), 1000.0, 1500.0 - rank, rank, exact)
-            for vin, source, rank, exact in rows
-        ],
-        schema=SCHEMA,
-        orient="row",
-    )
 
 
 TWO_BY_TWO = ranked(

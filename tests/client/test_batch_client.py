@@ -4,62 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import inspect
 import logging
-from functools import cache
 from pathlib import Path
-from typing import Any
 
 import httpx
 import polars as pl
 import pytest
 
 import mm_pipeline as mm
-from mm_pipeline._batch._files import read_result_file, sha256_file, write_batch_files
+from mm_pipeline._batch._files import sha256_file, write_batch_files
 from mm_pipeline._batch._job import work_reference
+from mm_pipeline._batch._results import read_result_file
 from mm_pipeline._batch._session import BatchSession
 from mm_pipeline._session import set_backoff_scale
 from mm_pipeline.sandbox import Sandbox
-from tests.conftest import OTHER_KEY, TEAMMATE_KEY, WebhookReceiver, client_for
-
-# The vehicles of the published examples (all decode in the sandbox).
-EXAMPLE_VEHICLES = (
-    ("WP1BE2AY5PDA28064", 20000, 3000),
-    ("5FNYF8H54SB000197", 37610, 14428),
-    ("JTJBM7FX1K5236458", 35087, 73788),
-    ("YV4L12RL4R1757085", 33085, 45490),
-    ("JTMDFREV7JJ214231", 25990, 34307),
-    ("7YAKN4DA1SY001014", 38990, 38990),
-    ("KL79MPSL8SB184667", 20355, 15313),
-    ("1FMCU0GD0JUD56190", 13790, 73592),
-    ("4T1C11BKXNU065125", 22590, 50947),
-)
-JOBS = "/v2/batch/marketmatch/rank/jobs"
-
-
-@cache
-def _rooftops() -> pl.DataFrame:
-    from mm_pipeline.sandbox._market import Market  # noqa: PLC0415
-
-    return (
-        Market.default()
-        .dealers.filter(pl.col("zip").is_not_null())
-        .select("source", "zip")
-        .unique(maintain_order=True)
-    )
-
-
-def make_pairs(
-    dealers: int, *, vehicles: int = len(EXAMPLE_VEHICLES), offset: int = 0
-) -> pl.DataFrame:
-    """Every example vehicle (the first ``vehicles``) against ``dealers`` sandbox rooftops."""
-    cars = pl.DataFrame(
-        list(EXAMPLE_VEHICLES[:vehicles]), schema=["vin", "price", "miles"], orient="row"
-    )
-    rooftops = _rooftops().slice(offset, dealers)
-    assert rooftops.height == dealers, "the sandbox universe has fewer rooftops than asked"
-    return cars.join(rooftops, how="cross").with_columns(
-        pl.lit(None, pl.String).alias("mc_location_id")
-    )
+from tests._support.batch import EXAMPLE_VEHICLES, JOBS, make_pairs, server_jobs
+from tests.conftest import OTHER_KEY, TEAMMATE_KEY, WebhookReceiver
 
 
 @pytest.fixture
@@ -69,14 +30,6 @@ def jobs(clean_sandbox: Sandbox, tmp_path: Path) -> mm.BatchClient:
     return client.batch.configure(
         cache_dir=tmp_path / "cache", poll_interval=0.02, max_poll_interval=0.2
     )
-
-
-def server_jobs(sb: Sandbox, key: str | None = None) -> list[dict[str, Any]]:
-    """Every job of the key's account, straight from the API (no client logic)."""
-    with client_for(sb, key) as http:
-        body = http.get(JOBS, params={"rows": 100}).json()
-    jobs: list[dict[str, Any]] = body["jobs"]
-    return jobs
 
 
 def test_submit_wait_download_end_to_end(jobs: mm.BatchClient, clean_sandbox: Sandbox) -> None:
@@ -407,3 +360,30 @@ def test_http_client_is_not_needed_for_cached_result(
     assert served == cached
     with httpx.Client() as http, pytest.raises(httpx.ConnectError):
         http.get("http://127.0.0.1:9/")
+
+
+def test_blocking_twins_are_made_from_the_async_methods() -> None:
+    """Each blocking method has its coroutine's parameters and docstring, under its own name."""
+    twins = {
+        "submit": "asubmit",
+        "status": "astatus",
+        "list": "alist",
+        "wait": "await_job",
+        "download": "adownload",
+    }
+    for name, coroutine in twins.items():
+        blocking, source = getattr(mm.BatchClient, name), getattr(mm.BatchClient, coroutine)
+        assert not inspect.iscoroutinefunction(blocking), name
+        assert blocking.__name__ == name
+        assert blocking.__doc__ == source.__doc__
+        assert inspect.signature(blocking) == inspect.signature(source)
+
+
+def test_await_underscore_is_a_deprecated_name_of_await_job(
+    jobs: mm.BatchClient, clean_sandbox: Sandbox
+) -> None:
+    """``await_`` still waits for the job, and says to use ``await_job``."""
+    job = jobs.submit(make_pairs(3, vehicles=1))
+    with pytest.warns(DeprecationWarning, match="await_job"):
+        done = asyncio.run(jobs.await_(job.job_id, timeout=60))
+    assert (done.job_id, done.status) == (job.job_id, "COMPLETED")

@@ -13,15 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mm_pipeline._batch import _files
-from mm_pipeline._batch._files import (
-    BATCH_COLUMNS,
+from mm_pipeline._batch import _results
+from mm_pipeline._batch._files import BATCH_COLUMNS, sha256_file, write_batch_files
+from mm_pipeline._batch._results import (
     RESULT_SCHEMA,
     _csv_blocks,
     error_code_text,
     read_result_file,
-    sha256_file,
-    write_batch_files,
 )
 
 
@@ -329,7 +327,7 @@ def test_large_file_parses_in_blocks_equal_to_one_block(
             sizes.append(len(block))
             yield block
 
-    monkeypatch.setattr(_files, "_csv_blocks", spy)
+    monkeypatch.setattr(_results, "_csv_blocks", spy)
     blocks = read_result_file(path, block_bytes=4_096)
     assert len(sizes) > 50
     assert max(sizes) <= 2 * 4_096 + 200  # at most a block, one more piece and the header

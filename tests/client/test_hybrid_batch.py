@@ -26,7 +26,7 @@ from mm_pipeline._plan import group_rounds
 from mm_pipeline._rank import _online_requests
 from mm_pipeline.sandbox import Sandbox
 from mm_pipeline.sandbox._market import Market
-from tests.client.test_batch_client import server_jobs
+from tests._support.batch import server_jobs
 from tests.client.test_exact import SubsetRanker
 from tests.client.test_rank_online import (
     UNDECODABLE_VIN,

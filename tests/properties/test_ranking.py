@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 import mm_pipeline as mm
 from mm_pipeline.sandbox import Sandbox
-from tests.bad_input.test_corpus import requests_received
+from tests._support.quota import requests_received
 
 Endpoint = Literal["dealers", "vins"]
 Fate = Literal["ranked", "dealer_not_found", "multi_location_requires_zip"]

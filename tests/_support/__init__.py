@@ -1,0 +1,1 @@
+"""Helpers shared by test modules (not tests): import these, never another test module."""
