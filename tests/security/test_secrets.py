@@ -34,12 +34,11 @@ from dagster import EnvVar, instance_for_test, materialize
 
 import mm_pipeline as mm
 from dagster_defs.assets import ALL_ASSETS
-from dagster_defs.io_manager import PolarsParquetIOManager
-from dagster_defs.resources import MarketMatchResource, SourceData
 from mm_pipeline._client import set_backoff_scale
 from mm_pipeline._rank import Mode
 from mm_pipeline._sync import run_sync
 from mm_pipeline.cli import cli
+from mm_pipeline.dagster import MarketMatchResource, PolarsParquetIOManager, SourceData
 from mm_pipeline.sandbox import Sandbox, running
 from tests.bad_input.corpus import GOOD, OTHER_DEALER
 from tests.conftest import WebhookReceiver
