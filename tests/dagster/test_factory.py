@@ -208,3 +208,17 @@ def test_upstream_is_pairs_or_vehicles_and_dealers(upstream: dict[str, Any]) -> 
     """Exactly a pairs asset, or a vehicles and a dealers asset."""
     with pytest.raises(TypeError, match=r"needs either pairs= .* or both vehicles= and dealers="):
         rank_dealers_assets(name="placement", **upstream)
+
+
+def test_the_readme_example_loads() -> None:
+    """The README's "Use it in your Dagster project" example builds valid Definitions."""
+    readme = (SAMPLE_DATA.parent / "README.md").read_text()
+    section = readme.split("## Use it in your Dagster project", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 (our own README)
+    graph = namespace["defs"].resolve_asset_graph()
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {
+        "my_inventory", "my_rooftops", "placement", "placement_failures",
+    }  # fmt: skip
+    assert {k.name for k in graph.asset_check_keys} == set(RANKING_CHECKS)
