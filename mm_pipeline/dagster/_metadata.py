@@ -24,7 +24,9 @@ __all__ = ["preview", "ranking_metadata", "ranking_summary", "schema_metadata"]
 
 _PREVIEW_ROWS = 10
 _TOP = 5
-_BINS = 13  # 200-point bins over the published 400-3000
+_LOW, _STEP, _BINS = 400.0, 200.0, 13  # 200-point bins over the published 400-3000
+_PAIR_COLUMNS = ("vin", "price", "miles", "source", "zip", "mc_location_id")
+_SHOWN = ("vin", "source", "zip")
 _BAR = 30
 _LABELS = ("groups", "candidates")
 
@@ -147,53 +149,53 @@ def ranking_summary(
     ...     "dealer_ymm_score": [1500.0, 900.0, 1450.0], "vin_rank": [1, 2, 1]})
     >>> text = ranking_summary(ranked, ranked.clear(), group_by=["vin"]).value
     >>> print(text.splitlines()[0])
-    **2 groups ranked** (3 pairs; 0 failed). Rank 1 goes to 1 distinct candidates.
-    >>> "| a | 2 | 100.0% |" in text
-    True
+    **2 groups ranked**: 3 pairs, 0 failed.
+    >>> print(text.splitlines()[2])
+    Rank 1 goes to 1 of the 2 candidates ranked.
+    >>> print(text.splitlines()[-1])
+    | a | 2 | 100.0% |
     """
     group_label, candidate_label = labels
-    candidate = [c for c in ("source", "zip", "mc_location_id", "vin", "price", "miles")
-                 if c in ranked.columns and c not in group_by]  # fmt: skip
+    candidate = [c for c in _PAIR_COLUMNS if c in ranked.columns and c not in group_by]
+    shown = [c for c in candidate if c in _SHOWN]  # a rooftop by source + zip, a vehicle by vin
     best = ranked.filter(pl.col("vin_rank") == 1)
     groups = best.height
+    lines = [
+        f"**{groups:,} {group_label} ranked**: {ranked.height:,} pairs, {failed.height:,} failed."
+    ]
+    if not (groups and candidate):
+        return MetadataValue.md("\n".join(lines))
     leaders = (
         best.group_by(candidate)
         .len("rank_1")
         .sort(["rank_1", *candidate], descending=[True] + [False] * len(candidate))
-        .head(_TOP)
-        if candidate and groups
-        else pl.DataFrame()
     )
-    lines = [
-        f"**{groups:,} {group_label} ranked** ({ranked.height:,} pairs; {failed.height:,} "
-        f"failed). Rank 1 goes to {best.select(candidate).n_unique() if groups else 0:,} "
-        f"distinct {candidate_label}.",
+    bins = best.select(
+        ((pl.col("dealer_ymm_score") - _LOW) // _STEP).clip(0, _BINS - 1).cast(pl.Int64)
+    )["dealer_ymm_score"].value_counts()
+    counts = dict(bins.iter_rows())
+    largest = max(counts.values())
+    lines += [
+        "",
+        f"Rank 1 goes to {leaders.height:,} of the {ranked.select(candidate).n_unique():,} "
+        f"{candidate_label} ranked.",
+        "",
+        "Rank-1 dealer_ymm_score:",
+        "",
+        "| score | pairs | |",
+        "|---|---:|---|",
     ]
-    if groups:
-        low = 400.0
-        bins = (
-            best.select(
-                bin=((pl.col("dealer_ymm_score") - low) // 200).clip(0, _BINS - 1).cast(pl.Int64)
-            )
-            .group_by("bin")
-            .len()
-        )
-        counts = dict(bins.iter_rows())
-        largest = max(counts.values())
-        lines += ["", "Rank-1 dealer_ymm_score:", "", "| score | pairs | |", "|---|---:|---|"]
-        first, last = min(counts), max(counts)
-        for index in range(first, last + 1):
-            count = counts.get(index, 0)
-            start = low + 200 * index
-            lines.append(f"| {start:.0f}-{start + 200:.0f} | {count:,} | {_bar(count, largest)} |")
-        lines += [
-            "",
-            f"Most frequent rank-1 {candidate_label} (top {_TOP}):",
-            "",
-            f"| {' | '.join(candidate)} | rank 1 | share |",
-            f"|{'---|' * len(candidate)}---:|---:|",
-        ]
-        for row in leaders.iter_rows(named=True):
-            cells = " | ".join("" if row[c] is None else str(row[c]) for c in candidate)
-            lines.append(f"| {cells} | {row['rank_1']:,} | {row['rank_1'] / groups:.1%} |")
+    for index in range(min(counts), max(counts) + 1):
+        count, start = counts.get(index, 0), _LOW + _STEP * index
+        lines.append(f"| {start:.0f}-{start + _STEP:.0f} | {count:,} | {_bar(count, largest)} |")
+    lines += [
+        "",
+        f"Most rank-1 places (top {_TOP}):",
+        "",
+        f"| {' | '.join(shown)} | rank 1 | share |",
+        f"|{'---|' * len(shown)}---:|---:|",
+    ]
+    for row in leaders.head(_TOP).iter_rows(named=True):
+        cells = " | ".join("" if row[c] is None else str(row[c]) for c in shown)
+        lines.append(f"| {cells} | {row['rank_1']:,} | {row['rank_1'] / groups:.1%} |")
     return MetadataValue.md("\n".join(lines))

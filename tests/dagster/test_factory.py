@@ -116,8 +116,8 @@ def test_user_definitions_materialize_with_every_check_passing(
     mm.schemas.RankedMatch.validate(placed)
     metadata = _metadata(result, ranked)
     assert metadata["stats/mode"] == "online"
-    assert metadata["summary"].startswith("**6 vehicles ranked** (30 pairs; 0 failed)")
-    assert "Most frequent rank-1 dealers" in metadata["summary"]
+    assert metadata["summary"].startswith("**6 vehicles ranked**: 30 pairs, 0 failed.")
+    assert "of the 5 dealers ranked" in metadata["summary"]
     assert clean_sandbox.api_key not in str(metadata)
 
 
