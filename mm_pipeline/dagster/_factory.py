@@ -92,6 +92,11 @@ class RankingStep:
     pool: str | None
     options: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """Check the options against the ranking function's signature (TypeError, ...)."""
+        ranker = mm.rank_dealers if self.kind == "rank_dealers" else mm.rank_vins
+        validate_options(ranker, self.options)
+
     @property
     def group_by(self) -> tuple[str, ...]:
         """Columns of a ranking group: the vehicle (rank_dealers) or the rooftop (rank_vins)."""
@@ -231,6 +236,18 @@ def _ranking_asset(step: RankingStep, ins: Mapping[str, AssetKey], what: str) ->
     return decorator(rank_crossed)
 
 
+_WHAT: dict[Kind, str] = {
+    "rank_dealers": "Dealers ranked for each vehicle",
+    "rank_vins": "Candidate vehicles ranked for each dealer",
+}
+
+
+def _ranking_step(step: RankingStep, upstream: Mapping[str, UpstreamAsset]) -> AssetsDefinition:
+    """Resolve the upstream keys and build the ranking multi-asset of ``step``."""
+    ins = {arg: _asset_key(value, arg) for arg, value in upstream.items()}
+    return _ranking_asset(step, ins, _WHAT[step.kind])
+
+
 def rank_dealers_assets(
     *,
     name: str,
@@ -300,20 +317,11 @@ def rank_dealers_assets(
             "rank_dealers_assets needs either pairs= (a pairs asset) or both vehicles= and "
             "dealers= (crossed with mm.cross_pairs), not both"
         )
-    step = RankingStep(
-        name=name,
-        kind="rank_dealers",
-        key_prefix=_prefix(key_prefix),
-        partitions_def=partitions_def,
-        group_name=group_name,
-        resource_key=resource_key,
-        pool=pool,
-        options=validate_options(mm.rank_dealers, options),
-    )
     upstream = {"pairs": pairs, "vehicles": vehicles, "dealers": dealers}
-    ins = {arg: _asset_key(value, arg) for arg, value in upstream.items() if value is not None}
-    # Steps downstream of the ranking (a placement plan) append their assets here.
-    return [_ranking_asset(step, ins, "Dealers ranked for each vehicle")]
+    step = RankingStep(name, "rank_dealers", _prefix(key_prefix), partitions_def, group_name,
+                       resource_key, pool, options)  # fmt: skip
+    # Steps downstream of the ranking (a placement plan) build on `step` and are appended here.
+    return [_ranking_step(step, {k: v for k, v in upstream.items() if v is not None})]
 
 
 def rank_vins_assets(
@@ -338,15 +346,6 @@ def rank_vins_assets(
     >>> sorted(key.to_user_string() for key in assets[0].keys)
     ['mm/sourcing', 'mm/sourcing_failures']
     """
-    step = RankingStep(
-        name=name,
-        kind="rank_vins",
-        key_prefix=_prefix(key_prefix),
-        partitions_def=partitions_def,
-        group_name=group_name,
-        resource_key=resource_key,
-        pool=pool,
-        options=validate_options(mm.rank_vins, options),
-    )
-    ins = {"pairs": _asset_key(pairs, "pairs")}
-    return [_ranking_asset(step, ins, "Candidate vehicles ranked for each dealer")]
+    step = RankingStep(name, "rank_vins", _prefix(key_prefix), partitions_def, group_name,
+                       resource_key, pool, options)  # fmt: skip
+    return [_ranking_step(step, {"pairs": pairs})]
