@@ -6,6 +6,7 @@ keys: the ranked asset, its failures asset, their checks, column schemas and met
 concurrency pool. They need a :class:`MarketMatchResource` (under ``marketmatch`` unless
 ``resource_key=`` says otherwise) and work with any IO manager that round-trips polars frames;
 :class:`PolarsParquetIOManager` stores them as Parquet an analyst can scan.
+:class:`RankingComponent` is the same step as a Dagster Component, configured in YAML.
 
 Examples
 --------
@@ -40,6 +41,7 @@ from mm_pipeline.dagster._checks import (
     ranking_check_results,
     ranking_check_specs,
 )
+from mm_pipeline.dagster._component import DailyPartitions, RankingComponent
 from mm_pipeline.dagster._factory import (
     API_POOL,
     BATCH_POOL,
@@ -67,8 +69,10 @@ __all__ = [
     "RANKING_CHECKS",
     "SCORE_RANGE",
     "VEHICLE_COLUMNS",
+    "DailyPartitions",
     "MarketMatchResource",
     "PolarsParquetIOManager",
+    "RankingComponent",
     "RankingConfig",
     "RankingStep",
     "SourceData",

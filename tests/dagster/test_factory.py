@@ -10,13 +10,16 @@ import polars as pl
 import pytest
 from dagster import (
     AssetKey,
+    AssetsDefinition,
     AssetSpec,
+    DailyPartitionsDefinition,
     Definitions,
     ExecuteInProcessResult,
     FilesystemIOManager,
     StaticPartitionsDefinition,
     TableSchema,
     asset,
+    build_defs_for_component,
     materialize,
 )
 
@@ -25,6 +28,7 @@ from mm_pipeline.dagster import (
     RANKING_CHECKS,
     MarketMatchResource,
     PolarsParquetIOManager,
+    RankingComponent,
     rank_dealers_assets,
     rank_vins_assets,
 )
@@ -222,3 +226,54 @@ def test_the_readme_example_loads() -> None:
         "my_inventory", "my_rooftops", "placement", "placement_failures",
     }  # fmt: skip
     assert {k.name for k in graph.asset_check_keys} == set(RANKING_CHECKS)
+
+
+@asset(partitions_def=DailyPartitionsDefinition(start_date="2026-01-01"))
+def daily_inventory() -> pl.DataFrame:
+    return VEHICLES.head(3)
+
+
+@asset(partitions_def=DailyPartitionsDefinition(start_date="2026-01-01"))
+def daily_rooftops() -> pl.DataFrame:
+    return DEALERS.head(3)
+
+
+COMPONENT_YAML = """
+step: rank_dealers
+name: placement
+vehicles: daily_inventory
+dealers: daily_rooftops
+group_name: dealer_ops
+key_prefix: [acme]
+daily_partitions: {start_date: "2026-01-01"}
+options: {mode: online, exact_top_k: 2}
+"""
+
+
+def test_the_yaml_component_builds_the_same_step(clean_sandbox: Sandbox, tmp_path: Path) -> None:
+    """RankingComponent from YAML: daily partitions, prefix, options; every check passes."""
+    component = RankingComponent.resolve_from_yaml(COMPONENT_YAML)
+    defs = build_defs_for_component(component)
+    step = [a for a in defs.assets or [] if isinstance(a, AssetsDefinition)]
+    assert {k.to_user_string() for a in step for k in a.keys} == {
+        "acme/placement", "acme/placement_failures",
+    }  # fmt: skip
+    result = materialize(
+        [daily_inventory, daily_rooftops, *step],
+        partition_key="2026-06-01",
+        resources={
+            "marketmatch": _resource(clean_sandbox),
+            "io_manager": PolarsParquetIOManager(base_dir=str(tmp_path)),
+        },
+    )
+    assert result.success
+    ranked = AssetKey(["acme", "placement"])
+    assert _checks(result, ranked) == dict.fromkeys(RANKING_CHECKS, True)
+    assert (tmp_path / "acme/placement/date=2026-06-01/data.parquet").is_file()
+
+
+def test_a_bad_option_in_yaml_is_named_when_the_component_loads() -> None:
+    """A misspelt option in the YAML fails when the definitions are built, with a suggestion."""
+    component = RankingComponent.resolve_from_yaml(COMPONENT_YAML.replace("mode:", "mdoe:"))
+    with pytest.raises(TypeError, match=re.escape("no option 'mdoe' (did you mean 'mode'?)")):
+        build_defs_for_component(component)
