@@ -8,6 +8,7 @@ from typing import Any
 
 import polars as pl
 import pytest
+import yaml  # type: ignore[import-untyped]
 from dagster import (
     AssetKey,
     AssetsDefinition,
@@ -277,3 +278,13 @@ def test_a_bad_option_in_yaml_is_named_when_the_component_loads() -> None:
     component = RankingComponent.resolve_from_yaml(COMPONENT_YAML.replace("mode:", "mdoe:"))
     with pytest.raises(TypeError, match=re.escape("no option 'mdoe' (did you mean 'mode'?)")):
         build_defs_for_component(component)
+
+
+def test_the_readme_component_yaml_loads() -> None:
+    """The README's defs.yaml names this component type and builds the placement step."""
+    readme = (SAMPLE_DATA.parent / "README.md").read_text()
+    document = yaml.safe_load(readme.split("```yaml\n", 1)[1].split("```", 1)[0])
+    assert document["type"] == "mm_pipeline.dagster.RankingComponent"
+    defs = build_defs_for_component(RankingComponent.resolve_from_dict(document["attributes"]))
+    assert {k.to_user_string() for a in defs.assets or [] if isinstance(a, AssetsDefinition)
+            for k in a.keys} == {"placement", "placement_failures"}  # fmt: skip
