@@ -18,6 +18,7 @@ from pathlib import Path
 
 from benchmarks import batch, fanout, overhead, throughput
 from benchmarks._report import Report, Row
+from benchmarks._signals import exit_on_signals
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SCENARIOS = (1, 2, 3, 4, 5)
@@ -103,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     stem = "latest-quick" if args.quick else "latest"
     args.out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="mm-bench-") as tmp:
+    # SIGTERM unwinds like Ctrl-C: child processes (sandbox servers, workers) are stopped.
+    with exit_on_signals(), tempfile.TemporaryDirectory(prefix="mm-bench-") as tmp:
         _run(QUICK if args.quick else FULL, set(args.only), Path(tmp), args.out, stem, report)
     report.seconds = time.perf_counter() - started
     if args.quick:

@@ -57,7 +57,7 @@ from mm_pipeline._exceptions import (
 from mm_pipeline._frames import ROW
 from mm_pipeline._normalize import Prepared, prepare
 from mm_pipeline._progress import progress_bar
-from mm_pipeline._redact import get_logger, redact
+from mm_pipeline._redact import get_logger, redact, scrub
 from mm_pipeline._sync import run_sync
 
 if TYPE_CHECKING:
@@ -146,7 +146,12 @@ class BatchJob:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> BatchJob:
-        """Build a job from a status object (unknown fields stay in ``raw``)."""
+        """Build a job from a status object (unknown fields stay in ``raw``).
+
+        Server text is scrubbed of the API key here, where it enters: an error message that
+        echoes the key must not reach exceptions, ``failed`` frames or logs.
+        """
+        data = scrub(dict(data))
         job_id = data.get("job_id")
         if not isinstance(job_id, str) or not job_id:
             raise BatchError(f"the API returned a job without a job_id: {sorted(data)}")

@@ -39,6 +39,7 @@ from typing import IO, BinaryIO, Final, Literal, cast
 import polars as pl
 
 from mm_pipeline._frames import FAILED_SCHEMA
+from mm_pipeline._redact import redact_series
 
 __all__ = [
     "BATCH_COLUMNS",
@@ -501,7 +502,7 @@ def _typed(raw: pl.DataFrame) -> pl.DataFrame:
             _number(raw, "miles", pl.Int64()),
             _text(raw, "source", case="lower"),
             zip_code,
-            _text(raw, "mc_location_id"),
+            redact_series(_text(raw, "mc_location_id")),
             _number(raw, "vin_score", pl.Float64()),
             _number(raw, "dealer_ymm_score", pl.Float64()),
             _number(raw, "vin_rank", pl.UInt32()),
@@ -516,7 +517,8 @@ def _typed(raw: pl.DataFrame) -> pl.DataFrame:
     error_text = pl.col("error")
     split_code = error_text.str.extract(r"^([A-Za-z][A-Za-z0-9_.\-]*)\s*(?::|$)", 1)
     errors = typed.with_columns(
-        _text(raw, "error_code"), _text(raw, "error_message"), _text(raw, "error")
+        redact_series(_text(raw, "error_code"), replacement="redacted"),
+        *(redact_series(_text(raw, name)) for name in ("error_message", "error")),
     ).with_columns(
         pl.coalesce("error_code", split_code).alias("error_code"),
         pl.coalesce(

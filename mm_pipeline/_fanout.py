@@ -68,7 +68,7 @@ from mm_pipeline._frames import (
 )
 from mm_pipeline._plan import GROUP_KEYS, Endpoint, split_sizes
 from mm_pipeline._progress import Progress, progress_bar
-from mm_pipeline._redact import get_logger
+from mm_pipeline._redact import get_logger, redact_series
 
 if TYPE_CHECKING:
     from mm_pipeline._client import Session
@@ -602,8 +602,8 @@ def _ranker(  # noqa: PLR0917 (private, one call site)
 
 
 def _cleaned(values: pl.Series) -> pl.Series:
-    """Answered strings trimmed, blank as null."""
-    return values.str.strip_chars().replace("", None)
+    """Answered strings trimmed, blank as null, without the API key (server text)."""
+    return redact_series(values.str.strip_chars().replace("", None))
 
 
 def _assemble(
@@ -652,8 +652,9 @@ def _assemble(
         vin_score=pl.lit(None, pl.Float64),
         dealer_ymm_score=pl.lit(None, pl.Float64),
         vin_rank=pl.lit(None, pl.UInt32),
-        error_code=codes.gather(failed_at),
-        error_message=at(ranker.error_message, pl.String(), [], rows=failed_at),
+        # Codes and messages may be the server's (failed_items): scrubbed of the API key.
+        error_code=redact_series(codes.gather(failed_at), replacement="redacted"),
+        error_message=redact_series(at(ranker.error_message, pl.String(), [], rows=failed_at)),
     )
     return (
         ranked.select(*RANKED_SCHEMA.names(), ROW),

@@ -58,8 +58,10 @@ _SHOWN_IN_MESSAGE = 10
 _SHOWN_CHARS = 60  # of a value quoted in a message
 _CONTROL_CHARS = [chr(c) for c in (*range(0x20), 0x7F)]
 _CONTROL_ESCAPES = [f"\\x{ord(c):02x}" for c in _CONTROL_CHARS]
-_WHOLE_STRING = r"^-?\d+(\.0*)?$"
-_ZIP_PLUS_FOUR = r"^\d{5}-?\d{4}$"
+# ASCII digits only: a regex \d (and str.isdigit) also matches fullwidth or Arabic-Indic digits.
+_WHOLE_STRING = r"^-?[0-9]+(\.0*)?$"
+_ZIP_PLUS_FOUR = r"^[0-9]{5}-?[0-9]{4}$"
+_NON_ASCII = r"[^\x00-\x7F]"
 
 # (column, pandera check name up to "(") -> what the rule says, for humans.
 _REASONS: dict[tuple[str, str], str] = {
@@ -106,6 +108,15 @@ def _text(name: str, dtype: pl.DataType) -> pl.Expr:
     return pl.col(name).cast(pl.String, strict=False).str.strip_chars()
 
 
+def _ascii_upper(text: pl.Expr) -> pl.Expr:
+    """Upper-case ASCII text; leave other text as given.
+
+    Unicode case mapping turns a long s (U+017F) into ``"S"`` and the ligature U+FB00 into
+    ``"FF"``, which would make a non-ASCII VIN pass.
+    """
+    return pl.when(text.str.contains(_NON_ASCII)).then(text).otherwise(text.str.to_uppercase())
+
+
 def _whole_number(name: str, dtype: pl.DataType) -> pl.Expr:
     """Int64 for whole numbers of any sensible dtype, null for anything else."""
     col = pl.col(name)
@@ -131,7 +142,7 @@ def _zip(dtype: pl.DataType) -> pl.Expr:
         padded = pl.when(digits.str.len_chars() > 5).then(digits.str.zfill(9))
         return padded.otherwise(digits.str.zfill(5)).fill_null(text)
     text = pl.when(text == "").then(None).otherwise(text)
-    return pl.when(text.str.contains(r"^\d{1,4}$")).then(text.str.zfill(5)).otherwise(text)
+    return pl.when(text.str.contains(r"^[0-9]{1,4}$")).then(text.str.zfill(5)).otherwise(text)
 
 
 def _unchanged(values: pl.Series) -> pl.Series:
@@ -169,7 +180,7 @@ def _strip_url(source: pl.Series) -> pl.Series:
         source.str.replace(r"^[a-z][a-z0-9+.\-]*://", "")  # scheme
         .str.replace(r"[/?#].*$", "")  # path, query, fragment
         .str.replace(r"^[^@]*@", "")  # user info
-        .str.replace(r":\d*$", "")  # port
+        .str.replace(r":[0-9]*$", "")  # port
         .str.replace(r"^www\.", "")
         .str.strip_chars_end(".")
     )
@@ -237,7 +248,7 @@ def _normalized(
     schema = raw.schema
     mc_id = _text("mc_location_id", schema["mc_location_id"])
     rules = {
-        "vin": _text("vin", schema["vin"]).str.to_uppercase(),
+        "vin": _ascii_upper(_text("vin", schema["vin"])),
         "price": _whole_number("price", schema["price"]),
         "miles": _whole_number("miles", schema["miles"]),
         "source": _text("source", schema["source"]).str.to_lowercase(),
@@ -368,7 +379,9 @@ def validate(
         )
         zip_plus_four = pl.lit(name == "zip") & pl.col("_given").str.contains(_ZIP_PLUS_FOUR)
         reason = (
-            pl.when(check == "not_nullable")
+            pl.when(pl.col("_non_ascii"))
+            .then(pl.lit("must be written with the ASCII digits 0-9"))
+            .when(check == "not_nullable")
             .then(missing)
             .when(zip_plus_four)
             .then(pl.lit("is a ZIP+4 or 9-digit ZIP; give the 5-digit ZIP code"))
@@ -376,14 +389,24 @@ def validate(
         )
         parts.append(
             group.with_columns(
-                _original=original.is_not_null(), _given=given, value=_display(original)
+                _original=original.is_not_null(),
+                _given=given,
+                _non_ascii=_non_ascii_digits(name, original),
+                value=_display(original),
             )
             .with_columns(reason=reason)
-            .drop("_original", "_given")
+            .drop("_original", "_given", "_non_ascii")
         )
     if not parts:
         return cases.with_columns(value=pl.lit(None, pl.String), reason=pl.lit(None, pl.String))
     return pl.concat(parts).sort("row", maintain_order=True)
+
+
+def _non_ascii_digits(name: str, original: pl.Series) -> pl.Series:
+    """Flag a ZIP, price or miles given as text beyond ASCII (a fullwidth or Arabic-Indic digit)."""
+    if name not in ("zip", "price", "miles") or original.dtype != pl.String:
+        return pl.repeat(False, original.len(), eager=True)
+    return original.str.contains(_NON_ASCII).fill_null(False)
 
 
 def _messages(cases: pl.DataFrame) -> pl.DataFrame:

@@ -77,7 +77,9 @@ class PairsInput(_Frame):
     source: str = pa.Field(
         str_matches=r"^[^\s/]+$", str_length={"max_value": 253}, description=_SOURCE
     )
-    zip: str = pa.Field(nullable=True, str_matches=r"^\d{5}$", description=_ZIP)
+    zip: str = pa.Field(
+        nullable=True, str_matches=r"^[0-9]{5}$", description=_ZIP
+    )  # ASCII digits, not \d
     mc_location_id: str = pa.Field(
         nullable=True, str_length={"max_value": 255}, description=_LOCATION
     )
@@ -125,7 +127,8 @@ class FailedMatch(_Frame):
     price of ``"abc"``; the message quotes the original). ``error_code`` is one of
     ``invalid_input``, ``vin_decode_failed``, ``dealer_not_found``,
     ``multi_location_requires_zip``, ``duplicate_conflict``, ``batch_job_failed``,
-    ``ranking_failed``, or a code carried by a batch result file.
+    ``ranking_failed``, ``location_unconfirmed`` (a batch result without the rooftop id that
+    would confirm a given ``mc_location_id``), or a code carried by a batch result file.
     """
 
     vin: str = pa.Field(nullable=True, description=_VIN)
