@@ -78,8 +78,10 @@ class PairsInput(_Frame):
         str_matches=r"^[^\s/]+$", str_length={"max_value": 253}, description=_SOURCE
     )
     zip: str = pa.Field(
-        nullable=True, str_matches=r"^[0-9]{5}$", description=_ZIP
-    )  # ASCII digits, not \d
+        nullable=True,
+        str_matches=r"^[0-9]{5}$",  # ASCII digits, not \d
+        description=_ZIP,
+    )
     mc_location_id: str = pa.Field(
         nullable=True, str_length={"max_value": 255}, description=_LOCATION
     )
