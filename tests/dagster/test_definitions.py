@@ -18,8 +18,7 @@ from dagster import (
 import mm_pipeline as mm
 from dagster_defs import defs
 from dagster_defs._local import INSTANCE_TEMPLATE
-from dagster_defs.checks import RANKING_CHECKS
-from dagster_defs.resources import MarketMatchResource
+from mm_pipeline.dagster import RANKING_CHECKS, MarketMatchResource
 
 ASSETS = {
     "vehicles",

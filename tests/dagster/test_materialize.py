@@ -20,10 +20,13 @@ from dagster import (
 import mm_pipeline as mm
 from dagster_defs import demo
 from dagster_defs.assets import ALL_ASSETS, candidate_dealers, placement, vehicles
-from dagster_defs.checks import RANKING_CHECKS
 from dagster_defs.demo import run_daily
-from dagster_defs.io_manager import PolarsParquetIOManager
-from dagster_defs.resources import MarketMatchResource, SourceData
+from mm_pipeline.dagster import (
+    RANKING_CHECKS,
+    MarketMatchResource,
+    PolarsParquetIOManager,
+    SourceData,
+)
 from mm_pipeline.sandbox import Sandbox
 from tests.dagster.conftest import PARTITION, ROWS, SAMPLE_DATA, DailyRun, api_env_vars
 from tests.dagster.test_definitions import ASSETS

@@ -35,12 +35,11 @@ from dagster import EnvVar, instance_for_test, materialize
 
 import mm_pipeline as mm
 from dagster_defs.assets import ALL_ASSETS
-from dagster_defs.io_manager import PolarsParquetIOManager
-from dagster_defs.resources import MarketMatchResource, SourceData
 from mm_pipeline._client import set_backoff_scale
 from mm_pipeline._rank import Mode
 from mm_pipeline._sync import run_sync
 from mm_pipeline.cli import cli
+from mm_pipeline.dagster import MarketMatchResource, PolarsParquetIOManager, SourceData
 from mm_pipeline.sandbox import Sandbox, running
 from tests.bad_input.corpus import GOOD, OTHER_DEALER, UNDECODABLE_VIN
 from tests.conftest import WebhookReceiver, wait_until
