@@ -28,8 +28,8 @@ than a domain name can be (253 characters), an ``mc_location_id`` over 255 chara
 control characters in ``source`` or ``mc_location_id`` (no dealer is named so, and such values
 would only spend requests, or overflow the API's 1 MiB body limit, to learn that).
 
-Row numbers in messages are 0-based positions in the input frame (``df.row(n)``). Extra columns
-are ignored.
+Row numbers in messages are 0-based positions in the input frame (``df.row(n)``; the command
+line says file lines instead, see :mod:`mm_pipeline._rows`). Extra columns are ignored.
 
 After validation, exact duplicate pairs (all six columns equal after normalisation) are kept
 once, and for ``/vins/rank`` a VIN given twice for the same dealer with different price/miles
@@ -46,14 +46,16 @@ from typing import Literal
 
 import polars as pl
 
-from mm_pipeline._exceptions import InvalidInputError
+from mm_pipeline._exceptions import Hint, InvalidInputError
 from mm_pipeline._frames import FAILED_WITH_ROW, PAIR_COLUMNS, ROW
+from mm_pipeline._rows import row_name_expr
 
 __all__ = ["OnInvalid", "Prepared", "normalize", "prepare", "validate"]
 
 OnInvalid = Literal["raise", "fail"]
 
 _REQUIRED = ("vin", "price", "miles", "source")
+_FAIL_INVALID = Hint(argument="on_invalid='fail'", flag="--on-invalid fail")
 _SHOWN_IN_MESSAGE = 10
 _SHOWN_CHARS = 60  # of a value quoted in a message
 _CONTROL_CHARS = [chr(c) for c in (*range(0x20), 0x7F)]
@@ -421,7 +423,7 @@ def _messages(cases: pl.DataFrame) -> pl.DataFrame:
         .agg(pl.col("part").str.join("; "))
         .select(
             pl.col("row").alias(ROW),
-            pl.format("row {}: {}", "row", "part").alias("error_message"),
+            pl.format("{}: {}", row_name_expr("row"), "part").alias("error_message"),
         )
     )
 
@@ -431,13 +433,13 @@ def _raise_invalid(cases: pl.DataFrame, messages: pl.DataFrame, rows: int) -> No
     shown = messages.get_column("error_message").head(_SHOWN_IN_MESSAGE).to_list()
     more = bad - len(shown)
     lines = [
-        f"{bad:,} of {rows:,} input rows are invalid (pass on_invalid='fail' to get them in "
-        f"result.failed with error_code 'invalid_input' and rank the rest):",
+        f"{bad:,} of {rows:,} input rows are invalid (pass {_FAIL_INVALID.argument} to list "
+        f"them with the failed pairs, error_code 'invalid_input', and rank the rest):",
         *(f"  {line}" for line in shown),
     ]
     if more:
         lines.append(f"  ... and {more:,} more row{'s' if more > 1 else ''}")
-    raise InvalidInputError("\n".join(lines), failure_cases=cases)
+    raise InvalidInputError("\n".join(lines), failure_cases=cases, hints=(_FAIL_INVALID,))
 
 
 def _as_failed(frame: pl.DataFrame, code: str, message: pl.Expr) -> pl.DataFrame:
@@ -528,11 +530,11 @@ def prepare(
                 clashing,
                 "duplicate_conflict",
                 pl.format(
-                    "row {}: same vin and dealer as row {} with a different price/miles; "
-                    "/vins/rank ranks a VIN once per dealer, so only row {} was sent",
-                    ROW,
-                    "_first",
-                    "_first",
+                    "{}: same vin and dealer as {} with a different price/miles; "
+                    "/vins/rank ranks a VIN once per dealer, so only {} was sent",
+                    row_name_expr(ROW),
+                    row_name_expr("_first"),
+                    row_name_expr("_first"),
                 ),
             )
         )

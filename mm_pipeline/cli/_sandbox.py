@@ -12,7 +12,7 @@ from mm_pipeline.sandbox._faults import DEFAULT_RANDOM_KINDS, parse_fault_kind
 __all__ = ["sandbox"]
 
 
-@click.group()
+@click.group(short_help="Run the local MarketMatch sandbox (an API emulator).")
 def sandbox() -> None:
     """Run the local MarketMatch sandbox (an emulator of the published API)."""
 
