@@ -35,6 +35,7 @@ from mm_pipeline._exceptions import (
     UnprocessableError,
     WebhookVerificationError,
 )
+from mm_pipeline._normalize import normalize
 from mm_pipeline._plan import Plan, plan
 from mm_pipeline._rank import arank_dealers, arank_vins, cross_pairs, rank_dealers, rank_vins
 from mm_pipeline._result import RankResult, RankStats
@@ -77,6 +78,7 @@ __all__ = [
     "arank_dealers",
     "arank_vins",
     "cross_pairs",
+    "normalize",
     "plan",
     "rank_dealers",
     "rank_vins",

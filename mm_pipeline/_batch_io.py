@@ -317,8 +317,9 @@ def check_upload_header(path: Path) -> None:
         :data:`BATCH_COLUMNS` (naming the missing and the present columns).
     """
     try:
-        with gzip.open(path, "rt", encoding="utf-8-sig", newline="") as handle:
-            header = next(csv.reader([handle.readline(1 << 16)]), [])
+        with gzip.open(path, "rb") as handle:
+            first = handle.readline(1 << 16).decode("utf-8-sig")
+        header = next(csv.reader([first]), [])
     except (gzip.BadGzipFile, EOFError, UnicodeDecodeError, csv.Error) as exc:
         raise InvalidInputError(
             f"{path.name} is not gzip-compressed CSV text ({exc}); the batch API takes "

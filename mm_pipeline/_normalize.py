@@ -192,13 +192,25 @@ def _strip_url(source: pl.Series) -> pl.Series:
 _FINISH = {"source": _strip_url}
 
 
-def normalize(pairs: pl.DataFrame | pl.LazyFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Collect ``pairs`` and return ``(normalised, raw)``, both with the ``_row`` column.
+def normalize(pairs: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """Return ``pairs`` normalised as the ranking functions normalise them, not yet validated.
 
-    ``normalised`` has exactly the six pair columns in the input schema's dtypes (``vin``,
-    ``source``, ``zip``, ``mc_location_id`` Utf8; ``price``, ``miles`` Int64) plus ``_row``;
-    values that cannot be read become null (the validator then names them). ``raw`` holds the
-    user's original values of the same columns, for messages.
+    The result has exactly the six columns of :class:`mm_pipeline.schemas.PairsInput` in its
+    dtypes (``vin``, ``source``, ``zip``, ``mc_location_id`` text; ``price``, ``miles`` Int64),
+    in input order, one row per input row; extra columns are dropped. Values that cannot be
+    read (a price of ``"abc"``) become null, which the schema then reports. So pandera users can
+    normalise and validate themselves: ``PairsInput.validate(mm.normalize(pairs))``.
+
+    Parameters
+    ----------
+    pairs
+        Vehicle-dealer pairs: ``vin``, ``price``, ``miles``, ``source``, optional ``zip`` and
+        ``mc_location_id``, in any sensible dtypes (a LazyFrame is collected).
+
+    Returns
+    -------
+    pl.DataFrame
+        The normalised pairs (see :mod:`mm_pipeline._normalize` for every rule).
 
     Raises
     ------
@@ -207,27 +219,32 @@ def normalize(pairs: pl.DataFrame | pl.LazyFrame) -> tuple[pl.DataFrame, pl.Data
     TypeError
         When ``pairs`` is not a polars DataFrame or LazyFrame.
 
-    See Also
-    --------
-    prepare : normalise, validate and de-duplicate in one step.
-
     Examples
     --------
     >>> import polars as pl
-    >>> frame, _ = normalize(pl.DataFrame({
+    >>> import mm_pipeline as mm
+    >>> from mm_pipeline.schemas import PairsInput
+    >>> pairs = pl.DataFrame({
     ...     "vin": [" wp1be2ay5pda28064 "], "price": [20000.0], "miles": ["3000"],
-    ...     "source": ["https://www.MBofAugusta.com/used"], "zip": [2134]}))
-    >>> frame.row(0)
-    ('WP1BE2AY5PDA28064', 20000, 3000, 'mbofaugusta.com', '02134', None, 0)
+    ...     "source": ["https://www.MBofAugusta.com/used"], "zip": [2134]})
+    >>> mm.normalize(pairs).row(0)
+    ('WP1BE2AY5PDA28064', 20000, 3000, 'mbofaugusta.com', '02134', None)
+    >>> PairsInput.validate(mm.normalize(pairs)).height
+    1
     """
-    normalised, raw, _distinct = _normalized(pairs)
-    return normalised, raw
+    normalised, _raw, _distinct = _normalized(pairs)
+    return normalised.drop(ROW)
 
 
 def _normalized(
     pairs: pl.DataFrame | pl.LazyFrame,
 ) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.Series]]:
-    """:func:`normalize`, plus the normalised values of the columns it read per value."""
+    """Collect ``pairs``; return ``(normalised, raw, distinct)``, the first two with ``_row``.
+
+    ``normalised`` is :func:`normalize`'s frame plus ``_row``; ``raw`` holds the user's original
+    values of the same columns, for messages; ``distinct`` the normalised values of the
+    columns that were read per distinct value.
+    """
     if isinstance(pairs, pl.LazyFrame):
         pairs = pairs.collect()
     if not isinstance(pairs, pl.DataFrame):

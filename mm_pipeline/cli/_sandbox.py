@@ -17,7 +17,7 @@ def sandbox() -> None:
     """Run the local MarketMatch sandbox (an emulator of the published API)."""
 
 
-@sandbox.command("serve")
+@sandbox.command("serve", short_help="Serve the sandbox until Ctrl-C or SIGTERM.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8765, show_default=True, type=int, help="Port (0: a free one).")
 @click.option(
