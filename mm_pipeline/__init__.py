@@ -41,7 +41,7 @@ from mm_pipeline._rank import arank_dealers, arank_vins, cross_pairs, rank_deale
 from mm_pipeline._result import RankResult, RankStats
 
 if TYPE_CHECKING:
-    from mm_pipeline import schemas
+    from mm_pipeline import charts, schemas
 
 __all__ = [
     "APIError",
@@ -77,6 +77,7 @@ __all__ = [
     "__version__",
     "arank_dealers",
     "arank_vins",
+    "charts",
     "cross_pairs",
     "normalize",
     "plan",
@@ -99,6 +100,8 @@ def __getattr__(name: str) -> Any:
         return importlib.metadata.version("mm-pipeline")
     if name == "schemas":  # pandera (and pandas with it) load on first use: 0.7 s
         return importlib.import_module("mm_pipeline.schemas")
+    if name == "charts":  # Altair is optional (the plot extra) and loads on first use
+        return importlib.import_module("mm_pipeline.charts")
     raise AttributeError(f"module 'mm_pipeline' has no attribute {name!r}")
 
 
