@@ -33,18 +33,20 @@ def _closed_port() -> int:
     return port
 
 
-def _pairs_file(tmp_path: Path) -> Path:
+def _rank_unreachable(
+    tmp_path: Path, *, retries: int, verbose: bool = False
+) -> tuple[int, subprocess.CompletedProcess[str]]:
+    """Run ``mm-pipeline [-v] rank dealers`` of one pair against a closed port."""
     source = tmp_path / "pairs.csv"
     source.write_text(
         "vin,price,miles,source,zip\nWP1BE2AY5PDA28064,20000,3000,mbofaugusta.com,30907\n"
     )
-    return source
-
-
-def _run_script(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    port = _closed_port()
+    args = ["rank", "dealers", str(source), str(tmp_path / "out.csv")]
+    args += ["--base-url", f"http://127.0.0.1:{port}", "--max-retries", str(retries)]
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "MARKETCHECK_API_KEY": KEY}
-    return subprocess.run(
-        [sys.executable, "-m", "mm_pipeline", *args],
+    done = subprocess.run(
+        [sys.executable, "-m", "mm_pipeline", *(["-v"] if verbose else []), *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -52,6 +54,7 @@ def _run_script(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
         cwd=tmp_path,
         check=False,
     )
+    return port, done
 
 
 def test_structlog_is_installed_here() -> None:
@@ -61,18 +64,8 @@ def test_structlog_is_installed_here() -> None:
 
 def test_unreachable_api_is_one_line(tmp_path: Path) -> None:
     """Nothing on stdout; on stderr one line naming the redacted URL and the cause; exit 1."""
-    port = _closed_port()
-    done = _run_script(
-        "rank",
-        "dealers",
-        str(_pairs_file(tmp_path)),
-        str(tmp_path / "out.csv"),
-        "--base-url",
-        f"http://127.0.0.1:{port}",
-        "--max-retries",
-        "2",  # retries are scheduled (and must stay quiet); the default bound is tested below
-        tmp_path=tmp_path,
-    )
+    # Retries are scheduled (and must stay quiet); the default bound is tested below.
+    port, done = _rank_unreachable(tmp_path, retries=2)
     assert done.returncode == 1
     assert done.stdout == ""
     lines = done.stderr.strip().splitlines()
@@ -87,19 +80,7 @@ def test_unreachable_api_is_one_line(tmp_path: Path) -> None:
 
 def test_verbose_shows_the_retries(tmp_path: Path) -> None:
     """``-v`` logs each attempt and each scheduled retry through the library's logger."""
-    port = _closed_port()
-    done = _run_script(
-        "-v",
-        "rank",
-        "dealers",
-        str(_pairs_file(tmp_path)),
-        str(tmp_path / "out.csv"),
-        "--base-url",
-        f"http://127.0.0.1:{port}",
-        "--max-retries",
-        "1",
-        tmp_path=tmp_path,
-    )
+    _port, done = _rank_unreachable(tmp_path, retries=1, verbose=True)
     assert done.returncode == 1
     assert done.stdout == ""
     assert "mm_pipeline.client DEBUG retry 1 in" in done.stderr
