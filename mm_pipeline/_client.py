@@ -92,7 +92,8 @@ _QUOTA_WORDS: Final = re.compile(r"quota", re.IGNORECASE)
 _WAIT_INITIAL, _WAIT_MAX, _WAIT_JITTER = 0.5, 10.0, 0.5
 _INITIAL_RATE = 5.0  # req/s before any RateLimit-Limit is known
 _MAX_MESSAGE: Final = 500
-_KEY_HINT: Final = Hint(argument="api_key=...", flag="--api-key KEY")
+#: Quoted, as code is: the redactor leaves ``api_key="..."`` alone (only bare values are keys).
+_KEY_HINT: Final = Hint(argument='api_key="..."', flag="--api-key KEY")
 
 _log = get_logger("mm_pipeline.client")
 #: httpx's own logger: JSON POSTs sent straight to the transport log its request line here too.

@@ -37,10 +37,7 @@ __all__ = [
 ]
 
 REDACTED: Final = "REDACTED"
-# A value is redacted unless it is the placeholder "..." of a hint ("pass api_key=...").
-_API_KEY_PARAM = re.compile(
-    r"(?i)(api_key(?:=|%3D))(?!(?:\.\.\.|…)(?:[&#\s\"'<>)\],;]|$))[^&#\s\"'<>)\]]+"
-)
+_API_KEY_PARAM = re.compile(r"(?i)(api_key(?:=|%3D))[^&#\s\"'<>)\]]+")
 _LOGGERS: Final = ("mm_pipeline", "httpx", "httpcore", "stamina")
 # Attributes every LogRecord has; anything else came in through ``extra=``.
 _STANDARD_ATTRS: Final = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -56,8 +53,8 @@ def redact_url(url: object) -> str:
     --------
     >>> redact_url("https://api.example.com/v2/x?api_key=mc_test_123&rows=5")
     'https://api.example.com/v2/x?api_key=REDACTED&rows=5'
-    >>> redact_url("pass api_key=... or set MARKETCHECK_API_KEY")  # a hint's placeholder stays
-    'pass api_key=... or set MARKETCHECK_API_KEY'
+    >>> redact_url('pass api_key="..." or set MARKETCHECK_API_KEY')  # a quoted value is code
+    'pass api_key="..." or set MARKETCHECK_API_KEY'
     """
     return _API_KEY_PARAM.sub(rf"\g<1>{REDACTED}", str(url))
 

@@ -40,7 +40,7 @@ def test_missing_key_message_in_python() -> None:
 
     with pytest.raises(mm.ConfigurationError) as raised:
         mm.MarketMatchClient(api_key="  ")
-    assert "pass api_key=... or set the MARKETCHECK_API_KEY" in str(raised.value)
+    assert 'pass api_key="..." or set the MARKETCHECK_API_KEY' in str(raised.value)
     assert redact(str(raised.value), "mc_test_x") == str(raised.value)
 
 
