@@ -44,7 +44,12 @@ from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, TypeVar
 import httpx
 import polars as pl
 
-from mm_pipeline._batch_io import DEFAULT_MAX_FILE_BYTES, sha256_file, write_batch_files
+from mm_pipeline._batch_io import (
+    DEFAULT_MAX_FILE_BYTES,
+    check_upload_header,
+    sha256_file,
+    write_batch_files,
+)
 from mm_pipeline._download_cache import CacheEntry, Claim, claim, expected_result_bytes
 from mm_pipeline._exceptions import (
     BatchError,
@@ -383,6 +388,7 @@ class BatchSession:
         See :meth:`BatchClient.submit`.
         """
         _check_gzip(path)
+        await asyncio.to_thread(check_upload_header, path)  # columns, before any upload
         digest = sha256 if sha256 else await asyncio.to_thread(sha256_file, path)
         reference = work_reference(digest, client_reference)
         failed_attempts = 0

@@ -21,6 +21,9 @@ failures; never on other statuses. A 429 for an exhausted monthly quota (its mes
 "quota", or ``Retry-After`` exceeds an hour) raises
 :class:`~mm_pipeline._exceptions.QuotaExhaustedError` at once.
 
+Each scheduled retry is logged at DEBUG on the ``mm_pipeline.client`` logger, not by stamina at
+WARNING (see :mod:`mm_pipeline._retry_log` for how hooks an application set are kept).
+
 Tests make backoff fast with :func:`set_backoff_scale` (or ``stamina.set_testing``).
 """
 
@@ -50,6 +53,7 @@ from mm_pipeline._exceptions import (
     APIError,
     ConfigurationError,
     DeadlineExceededError,
+    Hint,
     QuotaExhaustedError,
     RateLimitError,
     TransportError,
@@ -65,6 +69,7 @@ from mm_pipeline._redact import (
     register_secret,
     registered_secrets,
 )
+from mm_pipeline._retry_log import install_retry_hooks, ours
 
 if TYPE_CHECKING:
     from mm_pipeline._batch import BatchClient
@@ -99,11 +104,14 @@ _QUOTA_WORDS: Final = re.compile(r"quota", re.IGNORECASE)
 _WAIT_INITIAL, _WAIT_MAX, _WAIT_JITTER = 0.5, 10.0, 0.5
 _INITIAL_RATE = 5.0  # req/s before any RateLimit-Limit is known
 _MAX_MESSAGE: Final = 500
+#: Quoted, as code is: the redactor leaves ``api_key="..."`` alone (only bare values are keys).
+_KEY_HINT: Final = Hint(argument='api_key="..."', flag="--api-key KEY")
 
 _log = get_logger("mm_pipeline.client")
 #: httpx's own logger: JSON POSTs sent straight to the transport log its request line here too.
 _httpx_log = logging.getLogger("httpx")
 install_log_redaction()
+install_retry_hooks()
 
 
 class _BackoffScale:
@@ -272,10 +280,12 @@ class MarketMatchClient:
     ) -> None:
         key = api_key.strip() if api_key is not None else _env(ENV_API_KEY)
         if not key:
-            raise ConfigurationError(
-                f"no MarketMatch API key: pass api_key=... or set the {ENV_API_KEY} "
+            error = ConfigurationError(
+                f"no MarketMatch API key: pass {_KEY_HINT.argument} or set the {ENV_API_KEY} "
                 "environment variable"
             )
+            error.hints = (_KEY_HINT,)
+            raise error
         if max_concurrency < 1:
             raise ConfigurationError(f"max_concurrency must be >= 1, got {max_concurrency}")
         if max_retries < 0:
@@ -613,19 +623,20 @@ class Session:
                 return wait if time.monotonic() - started + wait < deadline else False
             return True
 
-        async for try_ in stamina.retry_context(
-            on=backoff,
-            attempts=self._client.max_retries + 1,
-            timeout=left,
-            wait_initial=_WAIT_INITIAL * scale,
-            wait_max=_WAIT_MAX * scale,
-            wait_jitter=_WAIT_JITTER * scale,
-        ):
-            with try_:
-                if try_.num == 1:
-                    raise first
-                self.stats.retries += 1
-                return await attempt(try_.num)
+        with ours():  # logged at DEBUG on mm_pipeline.client, not by stamina at WARNING
+            async for try_ in stamina.retry_context(
+                on=backoff,
+                attempts=self._client.max_retries + 1,
+                timeout=left,
+                wait_initial=_WAIT_INITIAL * scale,
+                wait_max=_WAIT_MAX * scale,
+                wait_jitter=_WAIT_JITTER * scale,
+            ):
+                with try_:
+                    if try_.num == 1:
+                        raise first
+                    self.stats.retries += 1
+                    return await attempt(try_.num)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _attempt(

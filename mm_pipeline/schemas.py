@@ -6,7 +6,10 @@
 - :class:`RankedMatch`: ``RankResult.ranked``.
 - :class:`FailedMatch`: ``RankResult.failed``.
 
-Validate eager frames: on a LazyFrame pandera checks only column names and dtypes.
+Validate eager frames: on a LazyFrame pandera checks only column names and dtypes. Frames as a
+user has them (a ``zip`` of integers, a price of ``"20000"``, no ``mc_location_id`` column) are
+normalised first with :func:`mm_pipeline.normalize`, as the ranking functions do:
+``PairsInput.validate(mm.normalize(pairs))``.
 
 Examples
 --------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -67,12 +68,16 @@ def _run(
     options: dict[str, Any],
 ) -> None:
     import mm_pipeline as mm  # noqa: PLC0415 (keeps --help fast)
+    from mm_pipeline._rows import numbered_as_lines  # noqa: PLC0415
 
     _kind(out)
     pairs = read_pairs(source)
-    client = make_client(options.pop("api_key"), options.pop("base_url"))
+    client = make_client(options.pop("api"))
     rank_function = mm.rank_dealers if endpoint == "dealers" else mm.rank_vins
-    result = rank_function(pairs, client=client, **options)
+    # Messages name the rows of a CSV file by line (the header is line 1); Parquet has no lines.
+    numbering = numbered_as_lines() if _kind(source) != ".parquet" else contextlib.nullcontext()
+    with numbering:
+        result = rank_function(pairs, client=client, **options)
     failed_target = failed_out or failed_path(out)
     write_frame(result.ranked, out)
     write_frame(result.failed, failed_target)
@@ -102,17 +107,25 @@ _on_invalid = click.option(
     show_default=True,
     help="'raise': stop on invalid rows (listing them); 'fail': put them in the failed file.",
 )
+_on_request_failed = click.option(
+    "--on-request-failed",
+    type=click.Choice(["raise", "fail"]),
+    default="raise",
+    show_default=True,
+    help="'raise': stop when a request fails after retries; 'fail': put its pairs in the "
+    "failed file and rank the rest.",
+)
 _progress = click.option(
     "--progress/--no-progress", default=None, help="Show a progress bar (default: on a terminal)."
 )
 
 
-@click.group()
+@click.group(short_help="Rank pairs from a CSV, .csv.gz or Parquet file.")
 def rank() -> None:
     """Rank pairs from IN (CSV, .csv.gz or Parquet) into OUT (same formats)."""
 
 
-@rank.command()
+@rank.command(short_help="Rank the dealers of each vehicle.")
 @_in
 @_out
 @click.option(
@@ -131,6 +144,7 @@ def rank() -> None:
 )
 @_failed
 @_on_invalid
+@_on_request_failed
 @_progress
 @api_options
 @fail_cleanly
@@ -139,11 +153,12 @@ def dealers(source: Path, out: Path, failed_out: Path | None, **options: Any) ->
     _run("dealers", source, out, failed_out, options)
 
 
-@rank.command()
+@rank.command(short_help="Rank the vehicles of each dealer.")
 @_in
 @_out
 @_failed
 @_on_invalid
+@_on_request_failed
 @_progress
 @api_options
 @fail_cleanly

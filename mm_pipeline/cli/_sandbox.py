@@ -12,12 +12,12 @@ from mm_pipeline.sandbox._faults import DEFAULT_RANDOM_KINDS, parse_fault_kind
 __all__ = ["sandbox"]
 
 
-@click.group()
+@click.group(short_help="Run the local MarketMatch sandbox (an API emulator).")
 def sandbox() -> None:
     """Run the local MarketMatch sandbox (an emulator of the published API)."""
 
 
-@sandbox.command("serve")
+@sandbox.command("serve", short_help="Serve the sandbox until Ctrl-C or SIGTERM.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8765, show_default=True, type=int, help="Port (0: a free one).")
 @click.option(

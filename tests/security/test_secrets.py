@@ -235,7 +235,9 @@ def refused_webhook_url(run: Run) -> None:
 
 def upload_too_large(run: Run) -> None:
     path = run.folder / "big.csv.gz"
-    path.write_bytes(b"\x1f\x8b" + bytes(range(256)) * 100)  # 25 KB > the 10 KB cap
+    # A valid header (checked before upload), then 25 KB stored uncompressed: over the 10 KB cap.
+    body = b"vin,price,miles,source,zip\n" + bytes(range(256)) * 100
+    path.write_bytes(gzip.compress(body, compresslevel=0))
     run.jobs().submit(path)
 
 
