@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -171,7 +172,10 @@ def test_demo_embedded_sandbox_prints_summary_and_exits_zero(
     for asset in ASSETS:
         assert asset in out
     assert "5/5 passed" in out
+    assert "7/7 passed" in out
     assert "Best placements (12 vehicles" in out
+    assert re.search(r"best_placement \(rank 1\): +\d+\.\d% \(\d+ of 12 vehicles, ", out)
+    assert re.search(r"placement_plan \(capacity\): +\d+\.\d% \(\d+ of 12 vehicles, ", out)
     assert (tmp_path / "home" / "dagster.yaml").is_file()
     assert (data / "best_placement" / f"date={PARTITION}" / "data.parquet").is_file()
     with DagsterInstance.from_config(str(tmp_path / "home")) as instance:
@@ -303,3 +307,6 @@ def test_the_whole_sample_data_passes_every_check(
     assert len(stats["stats/batch_job_ids"]) == 1
     assert stats["stats/merge_requests"] == 1_200
     assert stats["stats/requests"] < 1_200 + 20
+    plan = _metadata_of(result, "placement_plan")
+    assert plan["vehicles_placed"] >= 0.85 * 1_200
+    assert plan["largest_dealer_share_plan"] < plan["largest_dealer_share_rank1"] / 2
