@@ -32,6 +32,7 @@ from mm_pipeline.dagster import (
 )
 from mm_pipeline.sandbox import Sandbox
 from tests.dagster.conftest import SAMPLE_DATA
+from tests.dagster.test_factory import _metadata
 
 REGIONS = StaticPartitionsDefinition(["north", "south"])
 PREFIX = ["acme"]
@@ -68,11 +69,6 @@ def _resources(sb: Sandbox, io_manager: Any) -> dict[str, Any]:
 
 def _evaluations(result: ExecuteInProcessResult, key: AssetKey) -> dict[str, AssetCheckEvaluation]:
     return {e.check_name: e for e in result.get_asset_check_evaluations() if e.asset_key == key}
-
-
-def _metadata(result: ExecuteInProcessResult, key: AssetKey) -> dict[str, Any]:
-    (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key == key]
-    return {k: v.value for k, v in event.materialization.metadata.items()}
 
 
 def test_the_plan_materializes_with_every_check_passing(
