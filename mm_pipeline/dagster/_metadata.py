@@ -215,7 +215,8 @@ def _counted(count: int, largest: int) -> str:
 def plan_metadata(plan: mm.AssignResult) -> dict[str, Any]:
     """Materialization metadata of a placement plan: headline figures, summary, stats, preview.
 
-    ``objective`` and ``greedy_objective`` (total cost of the plan and of the greedy baseline),
+    ``objective`` and ``greedy_objective`` (total cost of the plan and of the greedy baseline,
+    which may place fewer vehicles: ``greedy_placed``),
     ``largest_dealer_share_rank1`` (the largest share one dealer would get if every vehicle went
     to its first choice) and ``largest_dealer_share_plan``, ``vehicles_placed``,
     ``solve_seconds``; ``summary`` is :func:`plan_summary`; ``stats`` every field of
@@ -226,6 +227,7 @@ def plan_metadata(plan: mm.AssignResult) -> dict[str, Any]:
         "vehicles_placed": s.placed,
         "objective": MetadataValue.float(s.objective),
         "greedy_objective": MetadataValue.float(s.greedy_objective),
+        "greedy_placed": s.greedy_placed,
         "largest_dealer_share_rank1": MetadataValue.float(round(s.first_choice_largest_share, 6)),
         "largest_dealer_share_plan": MetadataValue.float(round(s.largest_share, 6)),
         "solve_seconds": MetadataValue.float(round(s.solve_seconds, 6)),
@@ -248,8 +250,10 @@ def plan_summary(plan: mm.AssignResult, *, top: int = 10) -> MetadataValue:
     ...     "vin_rank": [1, 2, 1, 2], "rank_exact": [True] * 4})
     >>> lines = plan_summary(mm.assign(ranked, capacity=1)).value.splitlines()
     >>> print(lines[0])
-    **2 of 2 vehicles placed** at 2 dealers (capacity 2): objective 3 (greedy 3), OPTIMAL.
+    **2 of 2 vehicles placed** at 2 dealers (capacity 2).
     >>> print(lines[2])
+    Objective 3 (OPTIMAL); the greedy baseline places 2 at 3.
+    >>> print(lines[4])
     Largest dealer share: 100.0% by first choice (rank 1), 50.0% in the plan.
     >>> for line in lines[-4:]:
     ...     print(line)
@@ -261,8 +265,10 @@ def plan_summary(plan: mm.AssignResult, *, top: int = 10) -> MetadataValue:
     s = plan.stats
     lines = [
         f"**{s.placed:,} of {s.vehicles:,} vehicles placed** at {s.dealers:,} dealers "
-        f"(capacity {s.capacity:,}): objective {s.objective:,.6g} "
-        f"(greedy {s.greedy_objective:,.6g}), {s.status}.",
+        f"(capacity {s.capacity:,}).",
+        "",
+        f"Objective {s.objective:,.6g} ({s.status}); the greedy baseline places "
+        f"{s.greedy_placed:,} at {s.greedy_objective:,.6g}.",
         "",
         f"Largest dealer share: {s.first_choice_largest_share:.1%} by first choice (rank 1), "
         f"{s.largest_share:.1%} in the plan.",

@@ -110,7 +110,9 @@ def test_the_plan_materializes_with_every_check_passing(
     metadata = _metadata(result, PLAN)
     assert metadata["vehicles_placed"] == 8
     assert metadata["objective"] == plan["vin_rank"].sum()
-    assert metadata["objective"] <= metadata["greedy_objective"]
+    assert metadata["greedy_placed"] <= 8
+    if metadata["greedy_placed"] == 8:  # placing as many, the plan costs no more
+        assert metadata["objective"] <= metadata["greedy_objective"]
     assert metadata["largest_dealer_share_plan"] <= 2 / 8
     assert metadata["largest_dealer_share_rank1"] >= metadata["largest_dealer_share_plan"]
     assert metadata["solve_seconds"] >= 0
