@@ -4,7 +4,9 @@
 
     vehicles ─────────┐
                       ├─> placement ──> best_placement
-    candidate_dealers ┘    └ placement_failures
+    candidate_dealers ┤    ├ placement_failures
+                      └────┴──> placement_plan (capacity from candidate_dealers)
+                                 └ placement_plan_unassigned
     acquisition_candidates ─> sourcing
                                └ sourcing_failures
 
@@ -30,6 +32,7 @@ from dagster import (
 from mm_pipeline.dagster import (
     DEALER_COLUMNS,
     VEHICLE_COLUMNS,
+    PlacementPlan,
     SourceData,
     preview,
     rank_dealers_assets,
@@ -38,7 +41,15 @@ from mm_pipeline.dagster import (
 )
 from mm_pipeline.schemas import PairsInput, RankedMatch
 
-__all__ = ["ALL_ASSETS", "GROUP", "PARTITIONS", "best_placement", "placement", "sourcing"]
+__all__ = [
+    "ALL_ASSETS",
+    "GROUP",
+    "PARTITIONS",
+    "best_placement",
+    "placement",
+    "placement_plan",
+    "sourcing",
+]
 
 GROUP = "marketmatch"
 PARTITIONS = DailyPartitionsDefinition(start_date="2026-01-01", end_offset=1)
@@ -96,13 +107,16 @@ acquisition_candidates = _source_asset(
 )
 
 # Placement: every vehicle against every candidate dealer, online or by batch job (the
-# resource's `mode`); the batch job's client reference is mm-placement-<day>.
-(placement,) = rank_dealers_assets(
+# resource's `mode`); the batch job's client reference is mm-placement-<day>. Then the plan:
+# each vehicle to one dealer, within the `capacity` column of candidate_dealers (the sample's
+# capacities place about 90 % of the vehicles; the placed_share check wants 85 %).
+placement, placement_plan = rank_dealers_assets(
     name="placement",
     vehicles=vehicles,
     dealers=candidate_dealers,
     partitions_def=PARTITIONS,
     group_name=GROUP,
+    assign=PlacementPlan(capacity=candidate_dealers, min_placed_share=0.85),
 )
 # Sourcing: each dealer's acquisition candidates, online.
 (sourcing,) = rank_vins_assets(
@@ -129,5 +143,6 @@ ALL_ASSETS = (
     placement,
     sourcing,
     best_placement,
+    placement_plan,
 )
 """Every asset definition of the graph, upstream first."""

@@ -7,6 +7,8 @@ concurrency pool. They need a :class:`MarketMatchResource` (under ``marketmatch`
 ``resource_key=`` says otherwise) and work with any IO manager that round-trips polars frames;
 :class:`PolarsParquetIOManager` stores them as Parquet an analyst can scan.
 :class:`RankingComponent` is the same step as a Dagster Component, configured in YAML.
+``assign=PlacementPlan(capacity=...)`` adds a placement plan downstream of a ``rank_dealers``
+step: each vehicle to one dealer under dealer capacity (``mm.assign``), with its own checks.
 
 Examples
 --------
@@ -55,28 +57,46 @@ from mm_pipeline.dagster._factory import (
 )
 from mm_pipeline.dagster._io_manager import PolarsParquetIOManager
 from mm_pipeline.dagster._metadata import (
+    plan_metadata,
+    plan_summary,
     preview,
     ranking_metadata,
     ranking_summary,
     schema_metadata,
 )
+from mm_pipeline.dagster._plan import (
+    DEFAULT_MIN_PLACED_SHARE,
+    PlacementPlan,
+    PlanConfig,
+    placement_plan_asset,
+)
+from mm_pipeline.dagster._plan_checks import PLAN_CHECKS, plan_check_results, plan_check_specs
 from mm_pipeline.dagster._resources import MarketMatchResource, SourceData
 
 __all__ = [
     "API_POOL",
     "BATCH_POOL",
     "DEALER_COLUMNS",
+    "DEFAULT_MIN_PLACED_SHARE",
+    "PLAN_CHECKS",
     "RANKING_CHECKS",
     "SCORE_RANGE",
     "VEHICLE_COLUMNS",
     "DailyPartitions",
     "MarketMatchResource",
+    "PlacementPlan",
+    "PlanConfig",
     "PolarsParquetIOManager",
     "RankingComponent",
     "RankingConfig",
     "RankingStep",
     "SourceData",
     "UpstreamAsset",
+    "placement_plan_asset",
+    "plan_check_results",
+    "plan_check_specs",
+    "plan_metadata",
+    "plan_summary",
     "preview",
     "rank_dealers_assets",
     "rank_vins_assets",

@@ -11,6 +11,7 @@
       group_name: marketmatch
       daily_partitions: {start_date: "2026-01-01"}
       options: {mode: auto, exact_top_k: 5}
+      assign: {capacity: my_rooftops, min_placed_share: 0.8}   # optional: placement_plan
 
 It builds exactly what :func:`rank_dealers_assets` / :func:`rank_vins_assets` build; the
 resource (``marketmatch``) and the IO manager come from the project's other definitions.
@@ -30,6 +31,7 @@ from dagster import (
 from pydantic import Field
 
 from mm_pipeline.dagster._factory import rank_dealers_assets, rank_vins_assets
+from mm_pipeline.dagster._plan import PlacementPlan
 
 __all__ = ["DailyPartitions", "RankingComponent"]
 
@@ -74,6 +76,12 @@ class RankingComponent(Component, Model, Resolvable):
     options: dict[str, Any] = Field(
         default_factory=dict, description="Options of the ranking function (mode, exact_top_k...)."
     )
+    assign: dict[str, Any] | None = Field(
+        default=None,
+        description="rank_dealers only: also a placement plan, the fields of PlacementPlan "
+        "(capacity: an int or a dealers asset key; default_capacity, cost (a column), "
+        "max_rank, min_placed_share, suffix).",
+    )
 
     def build_defs(self, context: ComponentLoadContext) -> Definitions:
         """Build the step's definitions with the factory (options are checked here)."""
@@ -95,5 +103,12 @@ class RankingComponent(Component, Model, Resolvable):
             else DailyPartitionsDefinition(**partitions.model_dump(exclude_none=True)),
             **({"pool": self.pool} if self.pool else {}),
         }
+        if self.assign is not None:
+            if self.step != "rank_dealers":
+                raise TypeError("assign: a placement plan follows a rank_dealers step only")
+            plan = dict(self.assign)
+            if isinstance(plan.get("capacity"), str):
+                plan["capacity"] = AssetKey.from_user_string(plan["capacity"])
+            common["assign"] = PlacementPlan(**plan)
         factory = rank_dealers_assets if self.step == "rank_dealers" else rank_vins_assets
         return Definitions(assets=factory(**upstream, **common, **self.options))

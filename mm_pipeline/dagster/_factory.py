@@ -6,9 +6,10 @@ a pairs asset, or (for ``rank_dealers``) a vehicles and a dealers asset that are
 ``mm.cross_pairs``. The step reaches MarketMatch through :class:`MarketMatchResource` under
 ``resource_key`` and stores its outputs with whatever IO manager the user configured.
 
-Extension point: a step downstream of a ranking (e.g. a placement plan over the ranked pairs)
-is a function ``(RankingStep) -> AssetsDefinition`` that reads ``step.ranked_key`` and names
-its asset ``step.key("<suffix>")``; the factory appends it to the list it returns.
+Extension point: a step downstream of a ranking is a function ``(RankingStep, ...) ->
+AssetsDefinition`` that reads ``step.ranked_key`` and names its asset ``step.key("<suffix>")``;
+the factory appends it to the list it returns. The placement plan (``assign=``, ``_plan``) is
+one.
 
 (No ``from __future__ import annotations`` here: Dagster reads these annotations at runtime.)
 """
@@ -25,7 +26,6 @@ from dagster import (
     AssetKey,
     AssetOut,
     AssetsDefinition,
-    AssetSpec,
     Config,
     Output,
     PartitionsDefinition,
@@ -37,7 +37,9 @@ import mm_pipeline as mm
 from mm_pipeline.dagster._checks import ranking_check_results, ranking_check_specs
 from mm_pipeline.dagster._metadata import preview, ranking_metadata, schema_metadata
 from mm_pipeline.dagster._options import validate_options
+from mm_pipeline.dagster._plan import PlacementPlan, placement_plan_asset
 from mm_pipeline.dagster._resources import MarketMatchResource
+from mm_pipeline.dagster._upstream import UpstreamAsset, asset_key, eager
 
 __all__ = [
     "API_POOL",
@@ -61,9 +63,6 @@ VEHICLE_COLUMNS = ("vin", "price", "miles")
 DEALER_COLUMNS = ("source", "zip", "mc_location_id")
 _PAIR_COLUMNS = (*VEHICLE_COLUMNS, *DEALER_COLUMNS)
 _KINDS = {"polars"}
-
-UpstreamAsset = AssetKey | str | Sequence[str] | AssetSpec | AssetsDefinition
-"""An upstream asset: its key (``AssetKey``, ``"name"``, ``["prefix", "name"]``) or definition."""
 
 Kind = Literal["rank_dealers", "rank_vins"]
 
@@ -122,30 +121,10 @@ class RankingStep:
         return self.key("failures")
 
 
-def _asset_key(upstream: UpstreamAsset, argument: str) -> AssetKey:
-    if isinstance(upstream, AssetSpec | AssetsDefinition):
-        return upstream.key
-    try:
-        return AssetKey.from_coercible(upstream)
-    except Exception as exc:  # Dagster raises its own check errors here
-        raise TypeError(
-            f"{argument}= takes an asset key or definition, got {type(upstream).__name__}"
-        ) from exc
-
-
 def _prefix(key_prefix: str | Sequence[str] | None) -> tuple[str, ...]:
     if key_prefix is None:
         return ()
     return (key_prefix,) if isinstance(key_prefix, str) else tuple(key_prefix)
-
-
-def _eager(frame: Any, what: str) -> pl.DataFrame:
-    """Collect a LazyFrame; accept a DataFrame; refuse anything else, naming the input."""
-    if isinstance(frame, pl.LazyFrame):
-        return frame.collect()
-    if isinstance(frame, pl.DataFrame):
-        return frame
-    raise TypeError(f"{what}: expected a polars DataFrame or LazyFrame, got {type(frame).__name__}")
 
 
 def _client_reference(step: RankingStep, context: AssetExecutionContext) -> str:
@@ -220,7 +199,7 @@ def _ranking_asset(step: RankingStep, ins: Mapping[str, AssetKey], what: str) ->
         def rank_pairs(
             context: AssetExecutionContext, config: RankingConfig, pairs: Any
         ) -> Iterator[Output[pl.DataFrame] | AssetCheckResult]:
-            yield from _run(step, context, config, _eager(pairs, upstream))
+            yield from _run(step, context, config, eager(pairs, upstream))
 
         return decorator(rank_pairs)
 
@@ -228,10 +207,10 @@ def _ranking_asset(step: RankingStep, ins: Mapping[str, AssetKey], what: str) ->
         context: AssetExecutionContext, config: RankingConfig, vehicles: Any, dealers: Any
     ) -> Iterator[Output[pl.DataFrame] | AssetCheckResult]:
         crossed = mm.cross_pairs(
-            _eager(vehicles, ins["vehicles"].to_user_string()),
-            _eager(dealers, ins["dealers"].to_user_string()),
+            eager(vehicles, ins["vehicles"].to_user_string()),
+            eager(dealers, ins["dealers"].to_user_string()),
         )
-        yield from _run(step, context, config, _eager(crossed, upstream))
+        yield from _run(step, context, config, eager(crossed, upstream))
 
     return decorator(rank_crossed)
 
@@ -244,7 +223,7 @@ _WHAT: dict[Kind, str] = {
 
 def _ranking_step(step: RankingStep, upstream: Mapping[str, UpstreamAsset]) -> AssetsDefinition:
     """Resolve the upstream keys and build the ranking multi-asset of ``step``."""
-    ins = {arg: _asset_key(value, arg) for arg, value in upstream.items()}
+    ins = {arg: asset_key(value, arg) for arg, value in upstream.items()}
     return _ranking_asset(step, ins, _WHAT[step.kind])
 
 
@@ -259,6 +238,7 @@ def rank_dealers_assets(
     key_prefix: str | Sequence[str] | None = None,
     resource_key: str = "marketmatch",
     pool: str | None = BATCH_POOL,
+    assign: PlacementPlan | None = None,
     **options: Any,
 ) -> list[AssetsDefinition]:
     """Definitions of one ``mm.rank_dealers`` step over your own upstream assets.
@@ -283,6 +263,10 @@ def rank_dealers_assets(
     pool
         Dagster concurrency pool (default ``marketmatch_batch``: give it limit 1, since an
         account has one active batch job at a time). None: no pool.
+    assign
+        Also plan where each vehicle goes (``mm.assign`` under dealer capacity): a
+        :class:`PlacementPlan` appends the ``<name>_plan`` and ``<name>_plan_unassigned``
+        assets, downstream of ``<name>``, with the checks of :data:`PLAN_CHECKS`.
     **options
         Options of ``mm.rank_dealers`` (``mode``, ``exact_top_k``, ``chunk_size``,
         ``on_request_failed``, ``cache_dir``, ...), over the resource's defaults. The batch
@@ -293,7 +277,8 @@ def rank_dealers_assets(
     list[AssetsDefinition]
         The ranking multi-asset: ``<name>`` (``mm.schemas.RankedMatch``) and
         ``<name>_failures`` (``mm.schemas.FailedMatch``), with the checks of
-        :data:`RANKING_CHECKS` on ``<name>``; run config :class:`RankingConfig`.
+        :data:`RANKING_CHECKS` on ``<name>``; run config :class:`RankingConfig`. With
+        ``assign=``, then the plan multi-asset (run config :class:`PlanConfig`).
 
     Raises
     ------
@@ -320,8 +305,9 @@ def rank_dealers_assets(
     upstream = {"pairs": pairs, "vehicles": vehicles, "dealers": dealers}
     step = RankingStep(name, "rank_dealers", _prefix(key_prefix), partitions_def, group_name,
                        resource_key, pool, options)  # fmt: skip
-    # Steps downstream of the ranking (a placement plan) build on `step` and are appended here.
-    return [_ranking_step(step, {k: v for k, v in upstream.items() if v is not None})]
+    ranking = _ranking_step(step, {k: v for k, v in upstream.items() if v is not None})
+    # Steps downstream of the ranking build on `step` and are appended here.
+    return [ranking] if assign is None else [ranking, placement_plan_asset(step, assign)]
 
 
 def rank_vins_assets(

@@ -20,7 +20,14 @@ from dagster import (
 
 import mm_pipeline as mm
 
-__all__ = ["preview", "ranking_metadata", "ranking_summary", "schema_metadata"]
+__all__ = [
+    "plan_metadata",
+    "plan_summary",
+    "preview",
+    "ranking_metadata",
+    "ranking_summary",
+    "schema_metadata",
+]
 
 _PREVIEW_ROWS = 10
 _TOP = 5
@@ -198,4 +205,90 @@ def ranking_summary(
     for row in leaders.head(_TOP).iter_rows(named=True):
         cells = " | ".join("" if row[c] is None else str(row[c]) for c in shown)
         lines.append(f"| {cells} | {row['rank_1']:,} | {row['rank_1'] / groups:.1%} |")
+    return MetadataValue.md("\n".join(lines))
+
+
+def _counted(count: int, largest: int) -> str:
+    return f"{count:,} {_bar(count, largest)}".rstrip()
+
+
+def plan_metadata(plan: mm.AssignResult) -> dict[str, Any]:
+    """Materialization metadata of a placement plan: headline figures, summary, stats, preview.
+
+    ``objective`` and ``greedy_objective`` (total cost of the plan and of the greedy baseline,
+    which may place fewer vehicles: ``greedy_placed``),
+    ``largest_dealer_share_rank1`` (the largest share one dealer would get if every vehicle went
+    to its first choice) and ``largest_dealer_share_plan``, ``vehicles_placed``,
+    ``solve_seconds``; ``summary`` is :func:`plan_summary`; ``stats`` every field of
+    ``plan.stats``.
+    """
+    s = plan.stats
+    return {
+        "vehicles_placed": s.placed,
+        "objective": MetadataValue.float(s.objective),
+        "greedy_objective": MetadataValue.float(s.greedy_objective),
+        "greedy_placed": s.greedy_placed,
+        "largest_dealer_share_rank1": MetadataValue.float(round(s.first_choice_largest_share, 6)),
+        "largest_dealer_share_plan": MetadataValue.float(round(s.largest_share, 6)),
+        "solve_seconds": MetadataValue.float(round(s.solve_seconds, 6)),
+        "summary": plan_summary(plan),
+        "stats": MetadataValue.json(s.as_dict()),
+        "preview": preview(plan.assigned),
+    }
+
+
+def plan_summary(plan: mm.AssignResult, *, top: int = 10) -> MetadataValue:
+    """Summarize a placement plan in markdown: placed vehicles, then first choice against plan.
+
+    The table lists the ``top`` dealers that are most often a vehicle's first choice, with their
+    capacity, their first choices and what the plan gives them, as bars on one scale.
+
+    Examples
+    --------
+    >>> ranked = pl.DataFrame({"vin": ["V1", "V1", "V2", "V2"], "price": [1] * 4,
+    ...     "miles": [1] * 4, "source": ["a", "b", "a", "b"], "zip": ["1"] * 4,
+    ...     "vin_rank": [1, 2, 1, 2], "rank_exact": [True] * 4})
+    >>> lines = plan_summary(mm.assign(ranked, capacity=1)).value.splitlines()
+    >>> print(lines[0])
+    **2 of 2 vehicles placed** at 2 dealers (capacity 2).
+    >>> print(lines[2])
+    Objective 3 (OPTIMAL); the greedy baseline places 2 at 3.
+    >>> print(lines[4])
+    Largest dealer share: 100.0% by first choice (rank 1), 50.0% in the plan.
+    >>> for line in lines[-4:]:
+    ...     print(line)
+    | dealer | capacity | first choice | plan |
+    |---|---:|---|---|
+    | a 1 | 1 | 2 ██████████████████████████████ | 1 ███████████████ |
+    | b 1 | 1 | 0 | 1 ███████████████ |
+    """
+    s = plan.stats
+    lines = [
+        f"**{s.placed:,} of {s.vehicles:,} vehicles placed** at {s.dealers:,} dealers "
+        f"(capacity {s.capacity:,}).",
+        "",
+        f"Objective {s.objective:,.6g} ({s.status}); the greedy baseline places "
+        f"{s.greedy_placed:,} at {s.greedy_objective:,.6g}.",
+        "",
+        f"Largest dealer share: {s.first_choice_largest_share:.1%} by first choice (rank 1), "
+        f"{s.largest_share:.1%} in the plan.",
+    ]
+    dealers = plan.dealers.head(top)
+    if not dealers.height:
+        return MetadataValue.md("\n".join(lines))
+    largest = int(dealers.select(pl.max_horizontal("first_choice", "placed").max()).item())
+    lines += [
+        "",
+        f"Vehicles per dealer, first choice against plan (top {dealers.height}):",
+        "",
+        "| dealer | capacity | first choice | plan |",
+        "|---|---:|---|---|",
+    ]
+    for row in dealers.iter_rows(named=True):
+        name = " ".join(str(row[c]) for c in ("source", "zip") if row[c] is not None)
+        first, placed = row["first_choice"], row["placed"]
+        lines.append(
+            f"| {name or row['mc_location_id']} | {row['capacity']:,} | "
+            f"{_counted(first, largest)} | {_counted(placed, largest)} |"
+        )
     return MetadataValue.md("\n".join(lines))
