@@ -41,13 +41,14 @@ from mm_pipeline._exceptions import (
     UnprocessableError,
     WebhookVerificationError,
 )
+from mm_pipeline._normalize import normalize
 from mm_pipeline._plan import Plan, plan
 from mm_pipeline._rank import arank_dealers, arank_vins, cross_pairs, rank_dealers, rank_vins
 from mm_pipeline._result import RankResult, RankStats
 from mm_pipeline._session import RequestStats, Session
 
 if TYPE_CHECKING:
-    from mm_pipeline import schemas
+    from mm_pipeline import charts, schemas
 
 __all__ = [
     "APIError",
@@ -88,8 +89,10 @@ __all__ = [
     "arank_dealers",
     "arank_vins",
     "assign",
+    "charts",
     "check_plan",
     "cross_pairs",
+    "normalize",
     "plan",
     "rank_dealers",
     "rank_vins",
@@ -110,6 +113,8 @@ def __getattr__(name: str) -> Any:
         return importlib.metadata.version("mm-pipeline")
     if name == "schemas":  # pandera (and pandas with it) load on first use: 0.7 s
         return importlib.import_module("mm_pipeline.schemas")
+    if name == "charts":  # Altair is optional (the plot extra) and loads on first use
+        return importlib.import_module("mm_pipeline.charts")
     raise AttributeError(f"module 'mm_pipeline' has no attribute {name!r}")
 
 

@@ -16,7 +16,7 @@ import httpx
 
 from mm_pipeline._batch._client import BatchClient
 from mm_pipeline._connect import open_session
-from mm_pipeline._exceptions import ConfigurationError
+from mm_pipeline._exceptions import ConfigurationError, Hint
 from mm_pipeline._redact import mask, redact_url
 from mm_pipeline._session import Session
 from mm_pipeline._settings import RateMemory, SessionSettings
@@ -34,6 +34,8 @@ ENV_API_KEY: Final = "MARKETCHECK_API_KEY"
 ENV_BASE_URL: Final = "MARKETCHECK_BASE_URL"
 DEFAULT_DEADLINE_FACTOR: Final = 4.0
 """``deadline`` defaults to this many times ``timeout``: 120 s with the default 30 s timeout."""
+#: Quoted, as code is: the redactor leaves ``api_key="..."`` alone (only bare values are keys).
+_KEY_HINT: Final = Hint(argument='api_key="..."', flag="--api-key KEY")
 
 
 def _env(name: str) -> str | None:
@@ -119,10 +121,12 @@ class MarketMatchClient:
     ) -> None:
         key = api_key.strip() if api_key is not None else _env(ENV_API_KEY)
         if not key:
-            raise ConfigurationError(
-                f"no MarketMatch API key: pass api_key=... or set the {ENV_API_KEY} "
+            error = ConfigurationError(
+                f"no MarketMatch API key: pass {_KEY_HINT.argument} or set the {ENV_API_KEY} "
                 "environment variable"
             )
+            error.hints = (_KEY_HINT,)
+            raise error
         if max_concurrency < 1:
             raise ConfigurationError(f"max_concurrency must be >= 1, got {max_concurrency}")
         if max_retries < 0:

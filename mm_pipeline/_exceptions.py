@@ -26,6 +26,11 @@ Every exception derives from :class:`MarketMatchError`::
     │   └── BatchTimeoutError        the job did not finish within the deadline
     └── WebhookVerificationError     a webhook's signature or timestamp is not valid
 
+An error may carry :attr:`MarketMatchError.hints`: each a :class:`Hint` naming the option its
+message suggests both as a Python argument (as the message says it) and as a command-line flag,
+so that the ``mm-pipeline`` command can say ``--on-invalid fail`` where a script would pass
+``on_invalid='fail'``.
+
 No message, attribute or repr carries the API key: URLs are stored redacted, and the client
 scrubs the key from server-provided text before it builds an exception. Every exception
 pickles and unpickles with its attributes.
@@ -35,6 +40,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -51,6 +57,7 @@ __all__ = [
     "ConflictError",
     "DeadlineExceededError",
     "DownloadError",
+    "Hint",
     "InvalidInputError",
     "InvalidRequestError",
     "MarketMatchError",
@@ -95,8 +102,34 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list) else []
 
 
+@dataclass(frozen=True)
+class Hint:
+    """An option an error's message suggests, spelled for Python and for the command line.
+
+    The message spells it as ``argument``; the ``mm-pipeline`` command shows ``flag`` instead.
+
+    Examples
+    --------
+    >>> hint = Hint(argument="on_invalid='fail'", flag="--on-invalid fail")
+    >>> hint.for_command_line("pass on_invalid='fail' to rank the rest")
+    'pass --on-invalid fail to rank the rest'
+    """
+
+    argument: str
+    flag: str
+
+    def for_command_line(self, text: str) -> str:
+        """Return ``text`` with the Python spelling replaced by the flag."""
+        return text.replace(self.argument, self.flag)
+
+
 class MarketMatchError(Exception):
-    """Base class of every error raised by mm_pipeline."""
+    """Base class of every error raised by mm_pipeline.
+
+    ``hints`` lists the options the message (or a note) suggests, as :class:`Hint` objects.
+    """
+
+    hints: tuple[Hint, ...] = ()
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Keyword-only constructors do not survive the default Exception pickling.
@@ -117,10 +150,13 @@ class InvalidInputError(MarketMatchError, ValueError):
     [{'row': 3, 'column': 'vin'}]
     """
 
-    def __init__(self, message: str, *, failure_cases: Any = None) -> None:
+    def __init__(
+        self, message: str, *, failure_cases: Any = None, hints: tuple[Hint, ...] = ()
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.failure_cases = failure_cases
+        self.hints = hints
 
     @property
     def rows(self) -> Any:

@@ -50,6 +50,7 @@ from mm_pipeline._answers import TypedAnswer, decoder
 from mm_pipeline._exact import GroupRanking, rank_group
 from mm_pipeline._exceptions import (
     AuthenticationError,
+    Hint,
     MarketMatchError,
     PermissionDeniedError,
     QuotaExhaustedError,
@@ -69,6 +70,7 @@ from mm_pipeline._frames import (
 from mm_pipeline._plan import GROUP_KEYS, Endpoint, split_sizes
 from mm_pipeline._progress import Progress, progress_bar
 from mm_pipeline._redact import get_logger, redact_series
+from mm_pipeline._rows import row_name
 
 if TYPE_CHECKING:
     from mm_pipeline._session import Session
@@ -85,6 +87,10 @@ _PATHS: dict[Endpoint, tuple[str, str, str]] = {
 }
 #: Errors about the account, not the request: they stop the run even with on_request_failed="fail".
 _ACCOUNT_ERRORS = (AuthenticationError, PermissionDeniedError, QuotaExhaustedError)
+#: Transport failures that say the API cannot be reached at all, for any group.
+_UNREACHABLE = frozenset({"ConnectError", "ConnectTimeout"})
+_FAIL_REQUEST = Hint(argument="on_request_failed='fail'", flag="--on-request-failed fail")
+
 _FIELDS: dict[Endpoint, tuple[str, str, str]] = {"dealers": DEALER_FIELDS, "vins": VIN_FIELDS}
 #: Readers of a typed answer's items: (key, second, third) per endpoint, scores, rank.
 _KEYS = {
@@ -358,8 +364,8 @@ class _ChunkRanker:
                 self._fail(
                     [p],
                     "duplicate_conflict",
-                    f"names the same rooftop as input row {self.rows[alias]} (as the API resolved "
-                    "it), which the API ranks once per request; see that row's rank",
+                    f"names the same rooftop as input {row_name(self.rows[alias])} (as the API "
+                    "resolved it), which the API ranks once per request; see that row's rank",
                     contradiction=False,
                 )
         return ranked
@@ -748,6 +754,34 @@ async def _rank_group(
     )
 
 
+def _explain_stop(
+    error: MarketMatchError,
+    *,
+    group_pairs: int,
+    groups_left: tuple[int, int],
+    pairs_left: tuple[int, int],
+) -> None:
+    """Note on ``error`` what a stopped run left undone, and suggest ``on_request_failed='fail'``.
+
+    The suggestion is left out where it cannot help: errors about the account stop the run
+    anyway, and an API that cannot be reached will not rank the other groups either.
+    """
+    note = (
+        f"mm_pipeline: ranking stopped because a request failed after retries; no partial "
+        f"result is returned. The failing group has {group_pairs:,} pairs; "
+        f"{groups_left[0]:,} of {groups_left[1]:,} groups ({pairs_left[0]:,} of "
+        f"{pairs_left[1]:,} pairs) were not completed."
+    )
+    unreachable = isinstance(error, TransportError) and error.kind in _UNREACHABLE
+    if not isinstance(error, _ACCOUNT_ERRORS) and not unreachable:
+        note += (
+            f" Pass {_FAIL_REQUEST.argument} to rank the other groups and list these pairs with "
+            f"the failed ones (error_code 'ranking_failed')."
+        )
+        error.hints = (*error.hints, _FAIL_REQUEST)
+    error.add_note(note)
+
+
 async def rank_online(
     pairs: pl.DataFrame,
     *,
@@ -859,14 +893,11 @@ async def rank_online(
                 raise group.exceptions[0] from None
             number = stops[0].group
             error = stops[0].error
-            error.add_note(
-                f"mm_pipeline: ranking stopped because a request failed after retries; no "
-                f"partial result is returned. The failing group has "
-                f"{len(groups[number]) + len(pre_groups[number]):,} pairs; "
-                f"{len(groups) - counters.groups_done:,} of {len(groups):,} groups "
-                f"({pairs.height - counters.pairs_done:,} of {pairs.height:,} pairs) were not "
-                f"completed. Pass on_request_failed='fail' to rank the other groups and get "
-                f"these pairs in result.failed (error_code 'ranking_failed')."
+            _explain_stop(
+                error,
+                group_pairs=len(groups[number]) + len(pre_groups[number]),
+                groups_left=(len(groups) - counters.groups_done, len(groups)),
+                pairs_left=(pairs.height - counters.pairs_done, pairs.height),
             )
             raise error from None
         ranked, failed = _assemble(pairs, ranker, rankings)

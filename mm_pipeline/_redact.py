@@ -53,6 +53,8 @@ def redact_url(url: object) -> str:
     --------
     >>> redact_url("https://api.example.com/v2/x?api_key=mc_test_123&rows=5")
     'https://api.example.com/v2/x?api_key=REDACTED&rows=5'
+    >>> redact_url('pass api_key="..." or set MARKETCHECK_API_KEY')  # a quoted value is code
+    'pass api_key="..." or set MARKETCHECK_API_KEY'
     """
     return _API_KEY_PARAM.sub(rf"\g<1>{REDACTED}", str(url))
 

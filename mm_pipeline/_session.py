@@ -22,6 +22,9 @@ failures; never on other statuses. A 429 for an exhausted monthly quota (its mes
 "quota", or ``Retry-After`` exceeds an hour) raises
 :class:`~mm_pipeline._exceptions.QuotaExhaustedError` at once.
 
+Each scheduled retry is logged at DEBUG on the ``mm_pipeline.client`` logger, not by stamina at
+WARNING (see :mod:`mm_pipeline._retry_log` for how hooks an application set are kept).
+
 What is retried, and how long to back off, is the policy of :mod:`mm_pipeline._retry`; how an
 answer maps to an exception is :mod:`mm_pipeline._http_errors`. Tests make backoff fast with
 ``set_backoff_scale`` (re-exported here; or ``stamina.set_testing``).
@@ -62,6 +65,7 @@ from mm_pipeline._retry import (
     is_retryable,
     set_backoff_scale,
 )
+from mm_pipeline._retry_log import install_retry_hooks, ours
 from mm_pipeline._settings import MIN_TRANSFER_RATE, SessionSettings
 
 __all__ = [
@@ -78,6 +82,7 @@ _log = get_logger("mm_pipeline.client")
 #: httpx's own logger: JSON POSTs sent straight to the transport log its request line here too.
 _httpx_log = logging.getLogger("httpx")
 install_log_redaction()
+install_retry_hooks()
 
 
 @dataclass(kw_only=True)
@@ -351,19 +356,20 @@ class Session:
                 return wait if time.monotonic() - started + wait < deadline else False
             return True
 
-        async for try_ in stamina.retry_context(
-            on=backoff,
-            attempts=self._settings.max_retries + 1,
-            timeout=left,
-            wait_initial=WAIT_INITIAL * scale,
-            wait_max=WAIT_MAX * scale,
-            wait_jitter=WAIT_JITTER * scale,
-        ):
-            with try_:
-                if try_.num == 1:
-                    raise first
-                self.stats.retries += 1
-                return await attempt(try_.num)
+        with ours():  # logged at DEBUG on mm_pipeline.client, not by stamina at WARNING
+            async for try_ in stamina.retry_context(
+                on=backoff,
+                attempts=self._settings.max_retries + 1,
+                timeout=left,
+                wait_initial=WAIT_INITIAL * scale,
+                wait_max=WAIT_MAX * scale,
+                wait_jitter=WAIT_JITTER * scale,
+            ):
+                with try_:
+                    if try_.num == 1:
+                        raise first
+                    self.stats.retries += 1
+                    return await attempt(try_.num)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _attempt(

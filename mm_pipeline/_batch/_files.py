@@ -19,6 +19,8 @@ a rewrite when one is over).
 
 from __future__ import annotations
 
+import csv
+import gzip
 import hashlib
 import math
 import zlib
@@ -28,10 +30,14 @@ from typing import IO, Final, cast
 
 import polars as pl
 
+from mm_pipeline._exceptions import InvalidInputError
+
 __all__ = [
     "BATCH_COLUMNS",
     "DEFAULT_MAX_FILE_BYTES",
     "BatchFile",
+    "check_upload_header",
+    "column_key",
     "sha256_file",
     "write_batch_files",
 ]
@@ -264,3 +270,43 @@ def sha256_file(path: Path) -> str:
         while block := handle.read(_READ_BLOCK):
             digest.update(block)
     return digest.hexdigest()
+
+
+def column_key(name: str) -> str:
+    """Compare CSV column names as the API does: no BOM, quotes or spaces, lower case.
+
+    >>> column_key('\ufeff"VIN" ')
+    'vin'
+    """
+    return name.replace("\ufeff", "").strip().strip('"').lower()
+
+
+def check_upload_header(path: Path) -> None:
+    """Check, before any upload, that ``path`` is a gzip CSV whose header has the batch columns.
+
+    The API accepts any ``.csv.gz`` and fails the job later when columns are missing (and a
+    resubmission of the same file makes a second failed job), so this reads the first line only.
+
+    Raises
+    ------
+    InvalidInputError
+        When the file is not gzip-compressed CSV text, or its header lacks a column of
+        :data:`BATCH_COLUMNS` (naming the missing and the present columns).
+    """
+    try:
+        with gzip.open(path, "rb") as handle:
+            first = handle.readline(1 << 16).decode("utf-8-sig")
+        header = next(csv.reader([first]), [])
+    except (gzip.BadGzipFile, EOFError, UnicodeDecodeError, csv.Error) as exc:
+        raise InvalidInputError(
+            f"{path.name} is not gzip-compressed CSV text ({exc}); the batch API takes "
+            f".csv.gz files with the columns {', '.join(BATCH_COLUMNS)}"
+        ) from None
+    present = [column_key(name) for name in header]
+    missing = [name for name in BATCH_COLUMNS if name not in present]
+    if missing:
+        raise InvalidInputError(
+            f"{path.name} lacks the batch column(s) {', '.join(missing)}: its header has "
+            f"{', '.join(header) or '(nothing)'}; the batch API needs {', '.join(BATCH_COLUMNS)}. "
+            "Nothing was uploaded."
+        )

@@ -24,6 +24,7 @@ from typing import BinaryIO, Final, Literal
 
 import polars as pl
 
+from mm_pipeline._batch._files import column_key
 from mm_pipeline._frames import FAILED_SCHEMA
 from mm_pipeline._redact import redact_series
 
@@ -67,10 +68,6 @@ def error_code_text(code: str | None, *, default: str = "ranking_failed") -> str
 def _error_code_expr(expr: pl.Expr) -> pl.Expr:
     cleaned = expr.str.to_lowercase().str.replace_all(r"[^a-z0-9]+", "_").str.strip_chars("_")
     return pl.when(cleaned.str.contains(r"^[a-z]")).then(cleaned)
-
-
-def _column_key(name: str) -> str:
-    return name.replace("\ufeff", "").strip().strip('"').lower()
 
 
 def _clean(column: pl.Series, case: _Case = None) -> pl.Series:
@@ -229,7 +226,7 @@ def _csv_blocks(pieces: Iterable[bytes], block_bytes: int) -> Iterator[bytes]:
 
 def _result_columns(raw: pl.DataFrame, path: Path) -> pl.DataFrame:
     """Rename a raw block's columns to their canonical names; refuse a file lacking some."""
-    raw = raw.rename({name: _column_key(name) for name in raw.columns})
+    raw = raw.rename({name: column_key(name) for name in raw.columns})
     raw = raw.rename({name: _ALIASES[name] for name in raw.columns if name in _ALIASES})
     lacking = [name for name in ("vin", "source", "vin_rank") if name not in raw.columns]
     if lacking:

@@ -34,6 +34,7 @@ from mm_pipeline._batch._session import (
 from mm_pipeline._exceptions import BatchJobFailed
 from mm_pipeline._frames import FAILED_SCHEMA, PAIR_COLUMNS, RANKED_SCHEMA, ROW
 from mm_pipeline._redact import get_logger
+from mm_pipeline._rows import row_name_expr
 
 if TYPE_CHECKING:
     from mm_pipeline._session import Session
@@ -255,11 +256,11 @@ def _split_conflicts(pairs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         extra=_extra_columns(pairs),
         code=pl.lit("duplicate_conflict"),
         message=pl.format(
-            "row {}: same vin and dealer as row {} with a different price/miles; the batch API "
-            "ranks a VIN once per dealer, so only row {} was sent",
-            "_order",
-            "_first",
-            "_first",
+            "{}: same vin and dealer as {} with a different price/miles; the batch API "
+            "ranks a VIN once per dealer, so only {} was sent",
+            row_name_expr("_order"),
+            row_name_expr("_first"),
+            row_name_expr("_first"),
         ),
     )
     return marked.filter(~pl.col("_repeat")).drop("_order", "_repeat", "_first"), conflicts

@@ -49,7 +49,7 @@ from mm_pipeline._batch._cache import (
     default_cache_dir,
     expected_result_bytes,
 )
-from mm_pipeline._batch._files import sha256_file
+from mm_pipeline._batch._files import check_upload_header, sha256_file
 from mm_pipeline._batch._job import (
     BatchJob,
     JobStatusFilter,
@@ -221,6 +221,7 @@ class BatchSession:
         See :meth:`BatchClient.submit`.
         """
         _check_gzip(path)
+        await asyncio.to_thread(check_upload_header, path)  # columns, before any upload
         digest = sha256 if sha256 else await asyncio.to_thread(sha256_file, path)
         reference = work_reference(digest, client_reference)
         failed_attempts = 0

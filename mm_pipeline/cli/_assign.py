@@ -27,7 +27,7 @@ def unassigned_path(out: Path) -> Path:
     return failed.with_name(failed.name.replace(".failed.", ".unassigned.", 1))
 
 
-@click.command()
+@click.command(short_help="Place each ranked vehicle at one dealer under capacity.")
 @click.argument(
     "source", metavar="RANKED", type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )

@@ -811,7 +811,7 @@ CASES: tuple[Case, ...] = (
         make=text_file("pairs.csv", HEADER + GOOD_LINE + "a,b\n"),
         via="cli rank dealers",
         expect=Exits(
-            code=1, requests=0, says=("row 1: vin must be exactly 17", "source is missing")
+            code=1, requests=0, says=("line 3: vin must be exactly 17", "source is missing")
         ),
     ),
     Case(
@@ -825,10 +825,10 @@ CASES: tuple[Case, ...] = (
     ),
     Case(
         id="cli-invalid-rows",
-        what="`rank dealers` of a CSV with a 16-character VIN on row 1",
+        what="`rank dealers` of a CSV with a 16-character VIN on line 3 (row 1)",
         make=text_file("pairs.csv", HEADER + GOOD_LINE + GOOD_LINE.replace(VIN, VIN[:16])),
         via="cli rank dealers",
-        expect=Exits(code=1, requests=0, says=("row 1: vin must be exactly 17 characters",)),
+        expect=Exits(code=1, requests=0, says=("line 3: vin must be exactly 17 characters",)),
     ),
     Case(
         id="cli-batch-submit-not-gzip",

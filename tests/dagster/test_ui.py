@@ -15,7 +15,7 @@ import httpx
 import psutil
 import pytest
 
-from dagster_defs.checks import RANKING_CHECKS
+from mm_pipeline.dagster import RANKING_CHECKS
 from tests.dagster.conftest import REPO
 from tests.dagster.test_definitions import ASSETS
 

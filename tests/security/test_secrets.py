@@ -35,12 +35,11 @@ from dagster import EnvVar, instance_for_test, materialize
 
 import mm_pipeline as mm
 from dagster_defs.assets import ALL_ASSETS
-from dagster_defs.io_manager import PolarsParquetIOManager
-from dagster_defs.resources import MarketMatchResource, SourceData
 from mm_pipeline._rank import Mode
 from mm_pipeline._session import set_backoff_scale
 from mm_pipeline._sync import run_sync
 from mm_pipeline.cli import cli
+from mm_pipeline.dagster import MarketMatchResource, PolarsParquetIOManager, SourceData
 from mm_pipeline.sandbox import Sandbox, running
 from tests.bad_input.corpus import GOOD, OTHER_DEALER, UNDECODABLE_VIN
 from tests.conftest import WebhookReceiver, wait_until
@@ -236,7 +235,9 @@ def refused_webhook_url(run: Run) -> None:
 
 def upload_too_large(run: Run) -> None:
     path = run.folder / "big.csv.gz"
-    path.write_bytes(b"\x1f\x8b" + bytes(range(256)) * 100)  # 25 KB > the 10 KB cap
+    # A valid header (checked before upload), then 25 KB stored uncompressed: over the 10 KB cap.
+    body = b"vin,price,miles,source,zip\n" + bytes(range(256)) * 100
+    path.write_bytes(gzip.compress(body, compresslevel=0))
     run.jobs().submit(path)
 
 
