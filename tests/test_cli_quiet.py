@@ -163,7 +163,7 @@ def test_library_retries_log_at_debug_not_through_stamina() -> None:
                     await session.request("GET", "/v2/x")
                 except mm.TransportError:
                     pass
-        mm._client.set_backoff_scale(0.0)
+        mm._retry.set_backoff_scale(0.0)
         asyncio.run(ours())
         print("OURS", [r for r in records if "retry" in r[2]])
 
