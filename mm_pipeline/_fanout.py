@@ -26,7 +26,7 @@ plus ``price`` / ``miles`` where both sides have them; extra fields are ignored.
 
 A group may also carry pre-ranked pairs (the batch route's exact order of a vehicle's dealers
 with a zip): they are merged with the group's other pairs by the re-ranking rounds of
-``_exact`` (``rank_online``'s ``preranked``); their batch scores are checked against every
+``_online._rounds`` (``rank_online``'s ``preranked``); their batch scores are checked against every
 online answer that mentions them.
 """
 
@@ -47,7 +47,6 @@ import orjson
 import polars as pl
 
 from mm_pipeline._answers import TypedAnswer, decoder
-from mm_pipeline._exact import GroupRanking, rank_group
 from mm_pipeline._exceptions import (
     AuthenticationError,
     MarketMatchError,
@@ -66,7 +65,8 @@ from mm_pipeline._frames import (
     json_fragment,
     json_fragments,
 )
-from mm_pipeline._plan import GROUP_KEYS, Endpoint, split_sizes
+from mm_pipeline._online._rounds import GroupRanking, rank_group
+from mm_pipeline._plan import GROUP_KEYS, Endpoint
 from mm_pipeline._progress import Progress, progress_bar
 from mm_pipeline._redact import get_logger
 
@@ -113,6 +113,7 @@ class Counters:
     rerank_requests: int = 0
     merge_requests: int = 0
     consistency_violations: int = 0
+    lost_candidates: int = 0
     resent_after_422: int = 0
     unmatched_answers: int = 0
     groups_done: int = 0
@@ -737,7 +738,7 @@ async def _rank_group(
     """Rank one group: in one request when it fits one (*items* given), else in rounds."""
     if items is not None:
         order = await ranker.rank_chunk(members, head=head, whole_group=items)
-        return GroupRanking(order=order, exact=len(order), rounds=1, requests=1, violations=0)
+        return GroupRanking(order=order, exact=len(order), requests_per_round=(1,))
     return await rank_group(
         members,
         rank_chunk=functools.partial(ranker.rank_chunk, head=head),
@@ -783,7 +784,7 @@ async def rank_online(
         route's ranks): the six pair columns as given, ``_row``, ``vin_rank``, ``vin_score``,
         ``dealer_ymm_score`` and ``answered_mc_location_id`` (the rooftop's id as resolved).
         Each group's pre-ranked pairs are one pre-ranked chunk of
-        :func:`~mm_pipeline._exact.rank_group`, merged with its pairs of ``pairs``; their
+        :func:`~mm_pipeline._online._rounds.rank_group`, merged with its pairs of ``pairs``; their
         requests are counted in ``Counters.merge_requests``. They come back in the outcome like
         the others (in ``failed`` when their group fails).
 
@@ -842,9 +843,9 @@ async def rank_online(
                     counters.merge_requests += result.requests
                 else:
                     counters.rerank_rounds = max(counters.rerank_rounds, result.rounds - 1)
-                    first_round = len(split_sizes(len(members), chunk_size))
-                    counters.rerank_requests += result.requests - first_round
+                    counters.rerank_requests += sum(result.requests_per_round[1:])
                 counters.consistency_violations += result.violations
+                counters.lost_candidates += result.lost
                 counters.groups_done += 1
                 counters.pairs_done += len(members) + len(pre)
 

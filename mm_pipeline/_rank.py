@@ -1,7 +1,7 @@
 """The public ranking functions: rank_dealers, rank_vins, their async twins, cross_pairs.
 
 One call: normalise and validate the pairs (``_normalize``), drop exact duplicates, plan
-(``_plan``), then route the distinct valid pairs -- online (``_fanout`` + ``_exact``) or, for
+(``_plan``), then route the distinct valid pairs -- online (``_online``) or, for
 ``rank_dealers`` with ``mode="batch"``/``"auto"``, through batch jobs (``_batch_route``) -- and
 return typed frames in a :class:`~mm_pipeline.RankResult`.
 
@@ -9,10 +9,10 @@ The batch route is hybrid. The batch file has no ``mc_location_id`` column, so o
 a ``zip`` go through batch jobs; batch ranks every vehicle's dealers with a zip in one exact
 order. A vehicle that also has dealers without a zip (known by ``mc_location_id`` alone, or a
 single-location source) is then completed online: its batch order is one pre-ranked chunk that
-the re-ranking rounds of ``_exact`` merge with the other dealers (typically one request per
-vehicle: the batch top-K plus the dealers without a zip). Its ranks 1..K are exact, the rest
-follow the documented rule of ``_exact``; vehicles whose dealers all have a zip keep the batch
-ranks, exact throughout.
+the re-ranking rounds (``_online/_rounds.py``) merge with the other dealers (typically one
+request per vehicle: the batch top-K plus the dealers without a zip, filled up with the batch's
+next ones). Its first ranks are exact, the rest follow the documented rule of the rounds;
+vehicles whose dealers all have a zip keep the batch ranks, exact throughout.
 """
 
 from __future__ import annotations
@@ -281,6 +281,7 @@ def _result(
         merge_requests=online.counters.merge_requests,
         resent_after_422=online.counters.resent_after_422,
         consistency_violations=online.counters.consistency_violations,
+        lost_candidates=online.counters.lost_candidates,
         unmatched_answers=online.counters.unmatched_answers,
         chunk_size=plan.chunk_size,
         exact_top_k=plan.exact_top_k,
@@ -371,9 +372,12 @@ def rank_dealers(
         1..K are then exact and the rest follow the rule of ``exact_top_k``.
     exact_top_k
         For groups larger than one request: ranks 1..K are made exact with re-ranking rounds
-        (``rank_exact`` true); ranks beyond K follow the documented order of
-        :mod:`mm_pipeline._exact` (``rank_exact`` false). Default ``min(10, chunk_size // 2)``;
-        at most ``chunk_size // 2``. Groups that fit one request are exact throughout.
+        (``rank_exact`` true; often more ranks are, at no cost); ranks beyond follow the
+        documented order of :mod:`mm_pipeline._online._rounds` (``rank_exact`` false). A group
+        of n dealers costs ``ceil((n - K) / (chunk_size - K))`` requests (the fewest possible;
+        ``ceil(n / chunk_size)`` for K = 0, which skips re-ranking). 0..chunk_size - 1,
+        default ``min(10, chunk_size // 2)`` (about 1.1x ``ceil(n / 100)`` requests; see the
+        README's cost table). Groups that fit one request are exact throughout.
     chunk_size
         Dealers per request: 2..100, default 100.
     on_invalid
@@ -474,7 +478,7 @@ def rank_vins(
     1..N. A VIN given twice for one dealer with different price/miles keeps its first row; the
     others go to ``failed`` as ``duplicate_conflict``. Parameters and result as for
     :func:`rank_dealers`, except ``chunk_size`` (VINs per request) is 2..20, default 20, and
-    ``exact_top_k`` defaults to 10.
+    ``exact_top_k`` defaults to 3 (about 1.2x ``ceil(n / 20)`` requests).
 
     Examples
     --------

@@ -40,6 +40,10 @@ class RankStats:
     consistency_violations
         Contradictions seen in the API's answers (a pair scored differently in two requests,
         a chunk's relative order not holding in a later round, a ranked pair failing later).
+    lost_candidates
+        Re-ranking candidates that a later request failed (the API contradicting an earlier
+        answer); each made the answers it came from give their next item as a candidate, so
+        the exact ranks stay exact (at the cost of an extra request now and then).
     unmatched_answers
         Answer items that matched no pair of their request (ignored).
     chunk_size, exact_top_k
@@ -68,6 +72,7 @@ class RankStats:
     merge_requests: int = 0
     resent_after_422: int = 0
     consistency_violations: int = 0
+    lost_candidates: int = 0
     unmatched_answers: int = 0
     chunk_size: int = 0
     exact_top_k: int = 0

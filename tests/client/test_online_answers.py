@@ -231,8 +231,9 @@ def test_scores_that_change_between_rounds_are_counted() -> None:
         pairs(30), client=client_with(handler), chunk_size=10, exact_top_k=2, progress=False
     )
     assert result.stats.rerank_rounds == 1
-    assert result.stats.consistency_violations == 6  # the 6 candidates of round 2
-    assert "6 consistency violations" in repr(result)
+    # the final request: 3 x top-2 candidates and 4 more of round 1's answers as fill
+    assert result.stats.consistency_violations == 10
+    assert "10 consistency violations" in repr(result)
 
 
 def test_an_answer_that_is_not_an_object_is_a_failed_request() -> None:
@@ -251,9 +252,13 @@ def test_an_answer_that_is_not_an_object_is_a_failed_request() -> None:
 def test_a_group_failing_in_a_later_round_raises_and_cancels() -> None:
     """A request failing in round 2 raises (after retries); nothing partial is returned."""
 
+    ranked: set[str] = set()
+
     def handler(body: dict[str, Any]) -> tuple[int, Any]:
-        if len(body["dealers"]) == 4:  # the re-ranking request of 2 x top-2
+        sources = {dealer["source"] for dealer in body["dealers"]}
+        if sources & ranked:  # the re-ranking request
             return 500, {"code": 500, "message": "boom"}
+        ranked.update(sources)
         return 200, {"ranked_matches": ranked_items(body), "failed_items": []}
 
     with set_backoff_scale(0.0), pytest.raises(mm.ServerError) as info:
