@@ -33,7 +33,6 @@ from mm_pipeline._batch_route import (
 )
 from mm_pipeline._client import MarketMatchClient, Session
 from mm_pipeline._exceptions import InvalidInputError
-from mm_pipeline._fanout import OnlineOutcome, OnRequestFailed, rank_online
 from mm_pipeline._frames import (
     FAILED_SCHEMA,
     FAILED_WITH_ROW,
@@ -43,6 +42,8 @@ from mm_pipeline._frames import (
     ROW,
 )
 from mm_pipeline._normalize import OnInvalid, Prepared, prepare
+from mm_pipeline._online._record import OnlineOutcome
+from mm_pipeline._online._run import OnlineOptions, OnRequestFailed, rank_online
 from mm_pipeline._plan import (
     GROUP_KEYS,
     Endpoint,
@@ -113,7 +114,7 @@ def _hand_over(
     vehicle (``vin``, ``price``, ``miles``), which keeps their (exact) order. The pre-ranked
     pairs carry their input columns and ``_row`` (from ``pairs``), the batch scores and rank,
     and the rooftop id the batch resolved (``answered_mc_location_id``), as
-    :func:`~mm_pipeline._fanout.rank_online` takes them.
+    :func:`~mm_pipeline._online._run.rank_online` takes them.
     """
     keys = list(GROUP_KEYS["dealers"])
     ranked = batch.ranked.with_columns(
@@ -214,17 +215,17 @@ async def _arank(
                 online_pairs, preranked, chunk_size=chunk_size, exact_top_k=exact_top_k
             )
         if online_pairs.height:
-            online = await rank_online(
-                online_pairs,
+            online_options = OnlineOptions(
                 endpoint=endpoint,
-                session=session,
                 chunk_size=chunk_size,
                 exact_top_k=exact_top_k,
                 concurrency=2 * client.max_concurrency,
                 on_request_failed=on_request_failed,
                 progress=progress,
                 planned_requests=planned,
-                preranked=preranked,
+            )
+            online = await rank_online(
+                online_pairs, session=session, options=online_options, preranked=preranked
             )
         http = session.stats
     return _result(
@@ -282,6 +283,8 @@ def _result(
         resent_after_422=online.counters.resent_after_422,
         consistency_violations=online.counters.consistency_violations,
         lost_candidates=online.counters.lost_candidates,
+        refused_answers=online.counters.refused_answers,
+        reasks=online.counters.reasks,
         unmatched_answers=online.counters.unmatched_answers,
         chunk_size=plan.chunk_size,
         exact_top_k=plan.exact_top_k,

@@ -44,6 +44,10 @@ class RankStats:
         Re-ranking candidates that a later request failed (the API contradicting an earlier
         answer); each made the answers it came from give their next item as a candidate, so
         the exact ranks stay exact (at the cost of an extra request now and then).
+    refused_answers, reasks
+        Ranked answer items whose ``vin_rank`` could not be trusted (missing, not a positive
+        integer within the request, or shared with another item), and the chunks asked again
+        because of them (once each; items refused again go to ``failed``, ``ranking_failed``).
     unmatched_answers
         Answer items that matched no pair of their request (ignored).
     chunk_size, exact_top_k
@@ -73,6 +77,8 @@ class RankStats:
     resent_after_422: int = 0
     consistency_violations: int = 0
     lost_candidates: int = 0
+    refused_answers: int = 0
+    reasks: int = 0
     unmatched_answers: int = 0
     chunk_size: int = 0
     exact_top_k: int = 0

@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 
 import mm_pipeline as mm
 from mm_pipeline._batch_route import BATCH_THRESHOLD_REQUESTS
-from mm_pipeline._fanout import rank_online
 from mm_pipeline._frames import PAIR_COLUMNS, ROW
 from mm_pipeline._online._rounds import group_rounds, rank_group
+from mm_pipeline._online._run import OnlineOptions, rank_online
 from mm_pipeline._rank import _online_requests
 from mm_pipeline.sandbox import Sandbox
 from mm_pipeline.sandbox._market import Market
@@ -408,14 +408,13 @@ async def test_batch_scores_are_checked_against_the_online_answer(
         )
     )
     async with client.session() as session:
+        options = OnlineOptions(
+            endpoint="dealers", chunk_size=100, exact_top_k=K, concurrency=2, progress=False
+        )
         outcome = await rank_online(
             pairs.filter(pl.col("zip").is_null()),
-            endpoint="dealers",
             session=session,
-            chunk_size=100,
-            exact_top_k=K,
-            concurrency=2,
-            progress=False,
+            options=options,
             preranked=batch_like,
         )
     assert outcome.counters.consistency_violations == 1
