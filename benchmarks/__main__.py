@@ -16,11 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks import batch, fanout, overhead, throughput
+from benchmarks import batch, cost, fanout, overhead, throughput
 from benchmarks._report import Report, Row
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SCENARIOS = (1, 2, 3, 4, 5)
+SCENARIOS = (1, 2, 3, 4, 5, 6)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,6 +32,8 @@ class Sizes:
     """Vehicles of 100 dealers per scaling step; the largest is scenario 2."""
     batch_rows: int
     throughput_seconds: float
+    cost_sizes: dict[str, tuple[int, ...]]
+    """Group sizes per endpoint of scenario 6."""
 
 
 FULL = Sizes(
@@ -39,12 +41,14 @@ FULL = Sizes(
     overhead_vehicles=(100, 1_000, 10_000),
     batch_rows=1_000_000,
     throughput_seconds=5.0,
+    cost_sizes=cost.FULL_SIZES,
 )
 QUICK = Sizes(
     fanout_requests=24,
     overhead_vehicles=(10, 100),
     batch_rows=20_000,
     throughput_seconds=1.0,
+    cost_sizes=cost.QUICK_SIZES,
 )
 
 
@@ -79,6 +83,7 @@ def _run(sizes: Sizes, only: set[int], work: Path, out: Path, stem: str, report:
             "4 sandbox throughput",
             lambda: throughput.run(sizes.throughput_seconds, progress=_say),
         ),
+        ({6}, "6 request cost", lambda: cost.run(sizes.cost_sizes, progress=_say)),
     ]
     for numbers, label, step in steps:
         if not numbers & only:
