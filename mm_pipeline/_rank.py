@@ -18,9 +18,11 @@ vehicles whose dealers all have a zip keep the batch ranks, exact throughout.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Literal, TypedDict, overload
+from typing import Any, Literal, ParamSpec, TypedDict, TypeVar, overload
 
 import polars as pl
 
@@ -68,6 +70,8 @@ __all__ = [
 
 Mode = Literal["online", "batch", "auto"]
 Frame = pl.DataFrame | pl.LazyFrame
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class VinsOptions(TypedDict, total=False):
@@ -91,6 +95,50 @@ class DealersOptions(VinsOptions, total=False):
     poll_timeout: float
     cache_dir: str | Path | None
     on_job_failed: Literal["raise", "fail"]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RankOptions:
+    """The options of one ranking call, as given (validated and resolved by :func:`_arank`).
+
+    Built once by the public functions and carried to the routes; the defaults are the public
+    functions' defaults.
+    """
+
+    client: MarketMatchClient | None = None
+    mode: Mode = "online"
+    exact_top_k: int | None = None
+    chunk_size: int | None = None
+    on_invalid: OnInvalid = "raise"
+    on_request_failed: OnRequestFailed = "raise"
+    progress: bool | None = None
+    client_reference: str | None = None
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    poll_timeout: float = DEFAULT_POLL_TIMEOUT
+    cache_dir: str | Path | None = None
+    on_job_failed: Literal["raise", "fail"] = "raise"
+
+
+def _sync_twin(
+    afunc: Callable[P, Coroutine[Any, Any, T]],
+) -> Callable[[Callable[[], None]], Callable[P, T]]:
+    """Make the synchronous twin of ``afunc``: same parameters, the decorated stub's docstring.
+
+    The parameters are spelled once, on the async function; ``inspect.signature`` (and so the
+    docs) reads them through ``__wrapped__``, and type checkers through the ``ParamSpec``.
+    """
+
+    def twin_of(stub: Callable[[], None]) -> Callable[P, T]:
+        @functools.wraps(afunc)
+        def twin(*args: P.args, **kwargs: P.kwargs) -> T:
+            return run_sync(lambda: afunc(*args, **kwargs))
+
+        twin.__name__, twin.__qualname__ = stub.__name__, stub.__qualname__
+        twin.__doc__ = stub.__doc__
+        return twin
+
+    return twin_of
 
 
 def _empty_outcome() -> OnlineOutcome:
@@ -155,16 +203,16 @@ async def _run_batch(
     *,
     session: Session,
     progress: bool | None,
-    options: DealersOptions,
+    options: RankOptions,
 ) -> BatchOutcome:
-    cache_dir = options.get("cache_dir")
+    cache_dir = options.cache_dir
     batch_options = BatchOptions(
-        client_reference=options.get("client_reference"),
-        webhook_url=options.get("webhook_url"),
-        webhook_secret=options.get("webhook_secret"),
-        poll_timeout=options.get("poll_timeout", DEFAULT_POLL_TIMEOUT),
+        client_reference=options.client_reference,
+        webhook_url=options.webhook_url,
+        webhook_secret=options.webhook_secret,
+        poll_timeout=options.poll_timeout,
         cache_dir=Path(cache_dir) if cache_dir is not None else None,
-        on_job_failed=options.get("on_job_failed", "raise"),
+        on_job_failed=options.on_job_failed,
     )
     return await rank_pairs_batch(pairs, session=session, options=batch_options, progress=progress)
 
@@ -179,19 +227,17 @@ def _in_group_order(ranked: pl.DataFrame, endpoint: Endpoint) -> pl.DataFrame:
     )
 
 
-async def _arank(
-    pairs: Frame, *, endpoint: Endpoint, mode: Mode, options: DealersOptions
-) -> RankResult:
+async def _arank(pairs: Frame, *, endpoint: Endpoint, options: RankOptions) -> RankResult:
     started = time.monotonic()
+    mode, on_request_failed = options.mode, options.on_request_failed
     if mode not in ("online", "batch", "auto"):
         raise ValueError(f"mode must be 'online', 'batch' or 'auto', got {mode!r}")
     chunk_size, exact_top_k = resolve_sizes(
-        endpoint, chunk_size=options.get("chunk_size"), exact_top_k=options.get("exact_top_k")
+        endpoint, chunk_size=options.chunk_size, exact_top_k=options.exact_top_k
     )
-    on_request_failed = options.get("on_request_failed", "raise")
     if on_request_failed not in ("raise", "fail"):
         raise ValueError(f"on_request_failed must be 'raise' or 'fail', got {on_request_failed!r}")
-    prepared = prepare(pairs, endpoint=endpoint, on_invalid=options.get("on_invalid", "raise"))
+    prepared = prepare(pairs, endpoint=endpoint, on_invalid=options.on_invalid)
     plan = plan_prepared(
         prepared.pairs, endpoint=endpoint, chunk_size=chunk_size, exact_top_k=exact_top_k
     )
@@ -199,8 +245,8 @@ async def _arank(
     use_batch = mode == "batch" or (mode == "auto" and plan.requests > BATCH_THRESHOLD_REQUESTS)
     if endpoint == "dealers" and use_batch:
         online_pairs, batch_pairs = _split_for_batch(prepared.pairs)
-    client = options.get("client") or MarketMatchClient()
-    progress = options.get("progress")
+    client = options.client or MarketMatchClient()
+    progress = options.progress
     online = _empty_outcome()
     batch: BatchOutcome | None = None
     preranked: pl.DataFrame | None = None
@@ -316,8 +362,9 @@ async def arank_dealers(
     on_job_failed: Literal["raise", "fail"] = "raise",
 ) -> RankResult:
     """Rank the dealers of every vehicle (async :func:`rank_dealers`; same parameters)."""
-    options = DealersOptions(
+    options = RankOptions(
         client=client,
+        mode=mode,
         exact_top_k=exact_top_k,
         chunk_size=chunk_size,
         on_invalid=on_invalid,
@@ -330,26 +377,11 @@ async def arank_dealers(
         cache_dir=cache_dir,
         on_job_failed=on_job_failed,
     )
-    return await _arank(pairs, endpoint="dealers", mode=mode, options=options)
+    return await _arank(pairs, endpoint="dealers", options=options)
 
 
-def rank_dealers(
-    pairs: Frame,
-    *,
-    client: MarketMatchClient | None = None,
-    mode: Mode = "auto",
-    exact_top_k: int | None = None,
-    chunk_size: int | None = None,
-    on_invalid: OnInvalid = "raise",
-    on_request_failed: OnRequestFailed = "raise",
-    progress: bool | None = None,
-    client_reference: str | None = None,
-    webhook_url: str | None = None,
-    webhook_secret: str | None = None,
-    poll_timeout: float = DEFAULT_POLL_TIMEOUT,
-    cache_dir: str | Path | None = None,
-    on_job_failed: Literal["raise", "fail"] = "raise",
-) -> RankResult:
+@_sync_twin(arank_dealers)
+def rank_dealers() -> None:  # a stub for the docstring: the parameters are arank_dealers'.
     """Rank the dealers of every vehicle (``/dealers/rank``).
 
     Pairs are grouped by vehicle (``vin``, ``price``, ``miles``: the same VIN at two prices is
@@ -422,24 +454,6 @@ def rank_dealers(
     >>> result.ranked.get_column("rank_exact").all(), result.failed.height
     (True, 0)
     """
-    return run_sync(
-        lambda: arank_dealers(
-            pairs,
-            client=client,
-            mode=mode,
-            exact_top_k=exact_top_k,
-            chunk_size=chunk_size,
-            on_invalid=on_invalid,
-            on_request_failed=on_request_failed,
-            progress=progress,
-            client_reference=client_reference,
-            webhook_url=webhook_url,
-            webhook_secret=webhook_secret,
-            poll_timeout=poll_timeout,
-            cache_dir=cache_dir,
-            on_job_failed=on_job_failed,
-        )
-    )
 
 
 async def arank_vins(
@@ -453,7 +467,7 @@ async def arank_vins(
     progress: bool | None = None,
 ) -> RankResult:
     """Rank the vehicles of every dealer (async :func:`rank_vins`; same parameters)."""
-    options = DealersOptions(
+    options = RankOptions(
         client=client,
         exact_top_k=exact_top_k,
         chunk_size=chunk_size,
@@ -461,19 +475,11 @@ async def arank_vins(
         on_request_failed=on_request_failed,
         progress=progress,
     )
-    return await _arank(pairs, endpoint="vins", mode="online", options=options)
+    return await _arank(pairs, endpoint="vins", options=options)
 
 
-def rank_vins(
-    pairs: Frame,
-    *,
-    client: MarketMatchClient | None = None,
-    exact_top_k: int | None = None,
-    chunk_size: int | None = None,
-    on_invalid: OnInvalid = "raise",
-    on_request_failed: OnRequestFailed = "raise",
-    progress: bool | None = None,
-) -> RankResult:
+@_sync_twin(arank_vins)
+def rank_vins() -> None:  # a stub for the docstring: the parameters are arank_vins'.
     """Rank the vehicles of every dealer (``/vins/rank``), always online.
 
     Pairs are grouped by dealer as given (``source``, ``zip``, ``mc_location_id``: the same
@@ -498,17 +504,6 @@ def rank_vins(
     >>> sorted(result.ranked.get_column("vin_rank").to_list())
     [1, 2, 3]
     """
-    return run_sync(
-        lambda: arank_vins(
-            pairs,
-            client=client,
-            exact_top_k=exact_top_k,
-            chunk_size=chunk_size,
-            on_invalid=on_invalid,
-            on_request_failed=on_request_failed,
-            progress=progress,
-        )
-    )
 
 
 @overload
