@@ -194,6 +194,14 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
         thread.join(5)
 
 
+def server_jobs(sb: Sandbox, key: str | None = None) -> list[dict[str, Any]]:
+    """Every job of the key's account, straight from the API (no client logic)."""
+    with client_for(sb, key) as http:
+        body = http.get("/v2/batch/marketmatch/rank/jobs", params={"rows": 100}).json()
+    jobs: list[dict[str, Any]] = body["jobs"]
+    return jobs
+
+
 class SubsetRanker:
     """Ranks chunks by a fixed fit per item (ties by id), as the ranking contract promises.
 

@@ -11,7 +11,8 @@ from click.testing import CliRunner, Result
 from mm_pipeline.cli import cli
 from mm_pipeline.cli._rank import failed_path, read_pairs
 from mm_pipeline.sandbox import Sandbox
-from tests.client.test_batch_client import _rooftops, make_pairs, server_jobs
+from tests.client.test_batch_client import _rooftops, make_pairs
+from tests.conftest import server_jobs
 
 
 def _run(sb: Sandbox, *args: str) -> Result:

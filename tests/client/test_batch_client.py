@@ -7,7 +7,6 @@ import gzip
 import logging
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 import httpx
 import polars as pl
@@ -18,7 +17,7 @@ from mm_pipeline._batch import BatchSession, work_reference
 from mm_pipeline._batch_io import read_result_file, sha256_file, write_batch_files
 from mm_pipeline._client import set_backoff_scale
 from mm_pipeline.sandbox import Sandbox
-from tests.conftest import OTHER_KEY, TEAMMATE_KEY, WebhookReceiver, client_for
+from tests.conftest import OTHER_KEY, TEAMMATE_KEY, WebhookReceiver, server_jobs
 
 # The vehicles of the published examples (all decode in the sandbox).
 EXAMPLE_VEHICLES = (
@@ -68,14 +67,6 @@ def jobs(clean_sandbox: Sandbox, tmp_path: Path) -> mm.BatchClient:
     return client.batch.configure(
         cache_dir=tmp_path / "cache", poll_interval=0.02, max_poll_interval=0.2
     )
-
-
-def server_jobs(sb: Sandbox, key: str | None = None) -> list[dict[str, Any]]:
-    """Every job of the key's account, straight from the API (no client logic)."""
-    with client_for(sb, key) as http:
-        body = http.get(JOBS, params={"rows": 100}).json()
-    jobs: list[dict[str, Any]] = body["jobs"]
-    return jobs
 
 
 def test_submit_wait_download_end_to_end(jobs: mm.BatchClient, clean_sandbox: Sandbox) -> None:

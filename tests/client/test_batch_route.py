@@ -17,8 +17,8 @@ import mm_pipeline as mm
 from mm_pipeline._batch_route import BATCH_THRESHOLD_REQUESTS, BatchOptions, rank_pairs_batch
 from mm_pipeline._frames import FAILED_SCHEMA, RANKED_SCHEMA
 from mm_pipeline.sandbox import Sandbox
-from tests.client.test_batch_client import EXAMPLE_VEHICLES, make_pairs, server_jobs
-from tests.conftest import wait_until
+from tests.client.test_batch_client import EXAMPLE_VEHICLES, make_pairs
+from tests.conftest import server_jobs, wait_until
 
 
 @pytest.fixture

@@ -25,18 +25,16 @@ from mm_pipeline._online._run import OnlineOptions, rank_online
 from mm_pipeline._rank import _online_requests
 from mm_pipeline.sandbox import Sandbox
 from mm_pipeline.sandbox._market import Market
-from tests.client.test_batch_client import server_jobs
-from tests.client.test_rank_online import (
+from tests.client.conftest import (
     UNDECODABLE_VIN,
     assert_accounted,
     assert_contiguous,
     client_for,
-    fast_retries,  # noqa: F401 (a fixture)
     market_dealers,
     truth_order,
     vehicles,
 )
-from tests.conftest import SubsetRanker, wait_until
+from tests.conftest import SubsetRanker, server_jobs, wait_until
 
 VEHICLE = ["vin", "price", "miles"]
 K = 10
@@ -308,7 +306,7 @@ def test_a_failed_job_fails_its_pairs_and_the_rest_is_ranked_online(
 def test_a_failing_merge_request_fails_its_whole_vehicle(
     clean_sandbox: Sandbox,
     tmp_path: Path,
-    fast_retries: None,  # noqa: F811 (a fixture)
+    fast_retries: None,
 ) -> None:
     """A merge request that fails after retries puts all its vehicle's pairs in failed."""
     zipped = by_zip(market_dealers(8, offset=700))

@@ -7,7 +7,7 @@ import polars as pl
 import mm_pipeline as mm
 from mm_pipeline._namespace import MarketMatchNamespace
 from mm_pipeline.sandbox import Sandbox
-from tests.client.test_rank_online import client_for, market_dealers, vehicles
+from tests.client.conftest import client_for, market_dealers, vehicles
 
 
 def test_namespace_is_registered_on_import() -> None:

@@ -10,7 +10,7 @@ import mm_pipeline as mm
 from mm_pipeline.sandbox import Sandbox
 from mm_pipeline.sandbox._market import Market
 from mm_pipeline.schemas import FailedMatch, RankedMatch
-from tests.client.test_rank_online import assert_accounted, assert_contiguous, client_for
+from tests.client.conftest import assert_accounted, assert_contiguous, client_for
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_data"
 TEXT = {"zip": pl.String, "mc_location_id": pl.String}

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import mm_pipeline as mm
 from mm_pipeline._plan import group_rounds, resolve_sizes, split_sizes
-from tests.client.test_rank_online import market_dealers, vehicles
+from tests.client.conftest import market_dealers, vehicles
 
 
 @given(n=st.integers(min_value=0, max_value=5_000), size=st.integers(min_value=2, max_value=100))
