@@ -208,7 +208,7 @@ def match_ranked(  # noqa: PLR0912, PLR0915 (the per-pair hot loop is kept in on
     record: Record,
     positions: list[int],
     items: list[Any],
-    refused: set[int] = frozenset(),  # type: ignore[assignment]
+    refused: set[int] | frozenset[int] = frozenset(),
 ) -> tuple[list[int], dict[Any, list[int]]]:
     """Match ``ranked_matches`` to positions and record their scores.
 
