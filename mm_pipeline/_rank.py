@@ -22,7 +22,7 @@ import functools
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, Literal, ParamSpec, TypedDict, TypeVar, overload
+from typing import Any, Literal, ParamSpec, TypeVar, overload
 
 import polars as pl
 
@@ -58,9 +58,7 @@ from mm_pipeline._result import RankResult, RankStats
 from mm_pipeline._sync import run_sync
 
 __all__ = [
-    "DealersOptions",
     "Mode",
-    "VinsOptions",
     "arank_dealers",
     "arank_vins",
     "cross_pairs",
@@ -72,29 +70,6 @@ Mode = Literal["online", "batch", "auto"]
 Frame = pl.DataFrame | pl.LazyFrame
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-class VinsOptions(TypedDict, total=False):
-    """Keyword options of :func:`rank_vins` (and of ``rank_dealers``, which adds more)."""
-
-    client: MarketMatchClient | None
-    exact_top_k: int | None
-    chunk_size: int | None
-    on_invalid: OnInvalid
-    on_request_failed: OnRequestFailed
-    progress: bool | None
-
-
-class DealersOptions(VinsOptions, total=False):
-    """Keyword options of :func:`rank_dealers`."""
-
-    mode: Mode
-    client_reference: str | None
-    webhook_url: str | None
-    webhook_secret: str | None
-    poll_timeout: float
-    cache_dir: str | Path | None
-    on_job_failed: Literal["raise", "fail"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
