@@ -142,7 +142,13 @@ class RankResult:
             (
                 "checks",
                 f"{s.consistency_violations:,} consistency violations, "
-                f"{s.unmatched_answers:,} unmatched answers",
+                f"{s.unmatched_answers:,} unmatched answers"
+                + (
+                    f", {s.refused_answers:,} ranks refused ({s.reasks:,} chunks re-asked)"
+                    if s.refused_answers
+                    else ""
+                )
+                + (f", {s.lost_candidates:,} candidates lost" if s.lost_candidates else ""),
             ),
             ("elapsed", f"{s.elapsed:.2f} s"),
         ]

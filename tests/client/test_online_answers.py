@@ -376,6 +376,7 @@ def test_ranks_refused_twice_go_to_failed_and_duplicates_are_refused() -> None:
     assert sorted(failed) == [("dealer2.com", "ranking_failed"), ("dealer3.com", "ranking_failed")]
     assert "no valid rank" in result.failed.item(0, "error_message")
     assert (result.stats.refused_answers, result.stats.reasks) == (4, 1)
+    assert "4 ranks refused (1 chunks re-asked)" in repr(result)
 
 
 def test_a_candidate_failing_in_a_later_round_is_replaced_and_counted() -> None:
@@ -396,6 +397,7 @@ def test_a_candidate_failing_in_a_later_round_is_replaced_and_counted() -> None:
     )
     assert result.failed.get_column("source").to_list() == ["dealer29.com"]
     assert result.stats.lost_candidates == 1
+    assert "1 candidates lost" in repr(result)
     exact = result.ranked.filter("rank_exact").get_column("source").to_list()
     assert len(exact) >= 2
     assert exact == [f"dealer{i}.com" for i in range(28, 28 - len(exact), -1)]
