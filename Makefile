@@ -14,7 +14,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml uv.lock
 	@if [ ! -x "$(UV)" ]; then \
 		$(PYTHON) -m venv .tools && .tools/bin/python -m pip install --quiet "uv>=0.9,<1"; fi
-	$(UV) sync --frozen --all-extras --python $(PYTHON)
+	$(UV) sync --frozen --all-extras --compile-bytecode --python $(PYTHON)
 	@touch $(STAMP)
 
 lint: install

@@ -16,11 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks import batch, cost, fanout, overhead, throughput
+from benchmarks import assign, batch, cost, fanout, overhead, throughput
 from benchmarks._report import Report, Row
+from benchmarks._signals import exit_on_signals
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SCENARIOS = (1, 2, 3, 4, 5, 6)
+SCENARIOS = (1, 2, 3, 4, 5, 6, 7)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,8 +33,10 @@ class Sizes:
     """Vehicles of 100 dealers per scaling step; the largest is scenario 2."""
     batch_rows: int
     throughput_seconds: float
+    assign_vehicles: tuple[int, ...]
+    """Vehicles of scenario 6 (each with its exact top-10 of 1,000 dealers)."""
     cost_sizes: dict[str, tuple[int, ...]]
-    """Group sizes per endpoint of scenario 6."""
+    """Group sizes per endpoint of scenario 7."""
 
 
 FULL = Sizes(
@@ -41,6 +44,7 @@ FULL = Sizes(
     overhead_vehicles=(100, 1_000, 10_000),
     batch_rows=1_000_000,
     throughput_seconds=5.0,
+    assign_vehicles=(10_000, 100_000),
     cost_sizes=cost.FULL_SIZES,
 )
 QUICK = Sizes(
@@ -48,6 +52,7 @@ QUICK = Sizes(
     overhead_vehicles=(10, 100),
     batch_rows=20_000,
     throughput_seconds=1.0,
+    assign_vehicles=(1_000,),
     cost_sizes=cost.QUICK_SIZES,
 )
 
@@ -83,7 +88,12 @@ def _run(sizes: Sizes, only: set[int], work: Path, out: Path, stem: str, report:
             "4 sandbox throughput",
             lambda: throughput.run(sizes.throughput_seconds, progress=_say),
         ),
-        ({6}, "6 request cost", lambda: cost.run(sizes.cost_sizes, progress=_say)),
+        (
+            {6},
+            "6 placement under capacity",
+            lambda: assign.run(list(sizes.assign_vehicles), progress=_say),
+        ),
+        ({7}, "7 request cost", lambda: cost.run(sizes.cost_sizes, progress=_say)),
     ]
     for numbers, label, step in steps:
         if not numbers & only:
@@ -108,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     stem = "latest-quick" if args.quick else "latest"
     args.out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="mm-bench-") as tmp:
+    # SIGTERM unwinds like Ctrl-C: child processes (sandbox servers, workers) are stopped.
+    with exit_on_signals(), tempfile.TemporaryDirectory(prefix="mm-bench-") as tmp:
         _run(QUICK if args.quick else FULL, set(args.only), Path(tmp), args.out, stem, report)
     report.seconds = time.perf_counter() - started
     if args.quick:

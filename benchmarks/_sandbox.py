@@ -1,12 +1,17 @@
 """The sandbox in a separate process (``python -m mm_pipeline sandbox serve``).
 
 Scenarios that talk HTTP run the server in its own process, so the client and the server do not
-share a GIL (or a core's worth of CPU) and the figures are the client's.
+share a GIL (or a core's worth of CPU) and the figures are the client's. The server runs in its own
+session (a terminal's Ctrl-C reaches only the driver), so the driver must stop it: on leaving the
+``with`` block, on SIGINT/SIGTERM/SIGHUP (:mod:`benchmarks._signals`), and at interpreter exit
+as a fallback, its whole process group is terminated.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import os
 import re
 import signal
@@ -21,6 +26,7 @@ from pathlib import Path
 import httpx
 
 from benchmarks._measure import ROOT
+from benchmarks._signals import exit_on_signals
 
 __all__ = ["API_KEY", "SandboxProcess", "sandbox_process"]
 
@@ -67,6 +73,20 @@ def _wait_ready(base_url: str) -> None:
     raise RuntimeError(f"the sandbox at {base_url} did not answer within {_STARTUP_TIMEOUT} s")
 
 
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate *proc*'s process group (SIGKILL after a grace period) and reap it; idempotent."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(_STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(_STOP_TIMEOUT)
+
+
 @contextlib.contextmanager
 def sandbox_process(
     *,
@@ -93,7 +113,10 @@ def sandbox_process(
         f"--job-seconds={job_seconds}",
         f"--max-file-mb={max_file_mb}",
     ]
-    with tempfile.TemporaryDirectory(prefix="mm-bench-sandbox-") as tmp:
+    with (
+        exit_on_signals(),
+        tempfile.TemporaryDirectory(prefix="mm-bench-sandbox-") as tmp,
+    ):
         log = Path(tmp) / "sandbox.log"
         with log.open("wb") as sink:
             proc = subprocess.Popen(
@@ -104,15 +127,12 @@ def sandbox_process(
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
                 start_new_session=True,
             )
+        stop = functools.partial(_stop, proc)
+        atexit.register(stop)  # if a second signal interrupts the finally below
         try:
             base_url = _wait_for_url(proc, log)
             _wait_ready(base_url)
             yield SandboxProcess(base_url=base_url, api_key=API_KEY, pid=proc.pid)
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(_STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(_STOP_TIMEOUT)
+            stop()
+            atexit.unregister(stop)

@@ -1,4 +1,4 @@
-"""Scenario 6: requests spent against the achievable minimum (issue 11).
+"""Scenario 7: requests spent against the achievable minimum (issue 11).
 
 Every request counts against a user's monthly quota. A group of ``n`` items with request
 capacity ``cap`` (100 dealers, 20 VINs) and exact top ``K`` cannot cost fewer than
@@ -93,7 +93,7 @@ def run(sizes: dict[str, tuple[int, ...]], *, progress: Any = print) -> tuple[li
                     once = sum(math.ceil(n / cap) for n in sizes[endpoint])
                     rows.append(
                         Row(
-                            scenario=f"6 cost (/{endpoint}/rank, n = "
+                            scenario=f"7 cost (/{endpoint}/rank, n = "
                             + ", ".join(f"{n:,}" for n in sizes[endpoint])
                             + ")",
                             figure=f"requests ÷ achievable minimum, {label}",
@@ -105,7 +105,7 @@ def run(sizes: dict[str, tuple[int, ...]], *, progress: Any = print) -> tuple[li
                         )
                     )
                     notes.append(
-                        f"Scenario 6, /{endpoint}/rank {label}: {spent} requests counted by the "
+                        f"Scenario 7, /{endpoint}/rank {label}: {spent} requests counted by the "
                         f"sandbox ({result.stats.requests} by the client), achievable minimum "
                         f"{least}, ceil(n / {cap}) = {once}; "
                         f"{int(result.ranked.get_column('rank_exact').sum()):,} of "

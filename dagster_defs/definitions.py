@@ -5,9 +5,8 @@ from __future__ import annotations
 from dagster import Definitions, EnvVar
 
 from dagster_defs.assets import ALL_ASSETS
-from dagster_defs.io_manager import PolarsParquetIOManager
-from dagster_defs.resources import MarketMatchResource, SourceData
 from dagster_defs.schedules import marketmatch_daily, marketmatch_daily_schedule
+from mm_pipeline.dagster import MarketMatchResource, PolarsParquetIOManager, SourceData
 
 __all__ = ["defs"]
 
@@ -17,7 +16,7 @@ defs = Definitions(
     schedules=[marketmatch_daily_schedule],
     resources={
         "marketmatch": MarketMatchResource(api_key=EnvVar("MARKETCHECK_API_KEY")),
-        "source_data": SourceData(),
+        "source_data": SourceData(root="sample_data"),
         "io_manager": PolarsParquetIOManager(),
     },
 )

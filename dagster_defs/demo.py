@@ -4,7 +4,9 @@
 sandbox (or uses ``MARKETCHECK_BASE_URL`` / ``MARKETCHECK_API_KEY`` when the base URL is set),
 runs the ``marketmatch_daily`` job in process against the instance in ``DAGSTER_HOME`` (default
 ``.dagster_home/``, so ``make ui`` shows the run afterwards), writes Parquet under ``data/``, and
-prints per asset its rows, failures and checks, then the best placements. Exit status 0 only when
+prints per asset its rows, failures and checks, then the best placements and how concentrated
+they are: the largest share one dealer gets of ``best_placement`` (every vehicle to its rank-1
+dealer) next to that of ``placement_plan`` (within dealer capacity). Exit status 0 only when
 every asset materialized and every check passed.
 
 By default it ranks the whole sample data: every vehicle against every candidate dealer
@@ -28,7 +30,7 @@ from dagster_defs.assets import PARTITIONS
 from dagster_defs.definitions import defs
 from dagster_defs.schedules import marketmatch_daily
 
-__all__ = ["main", "run_daily", "summarize"]
+__all__ = ["largest_shares", "main", "run_daily", "summarize"]
 
 _BEST_ROWS = 15
 
@@ -88,6 +90,38 @@ def summarize(result: ExecuteInProcessResult) -> tuple[pl.DataFrame, pl.DataFram
         and all(passed for outcome in checks.values() for _, passed in outcome)
     )
     return table, best, ok
+
+
+def _largest(frame: pl.DataFrame) -> str:
+    """``<share> (<n> of <total> vehicles, <dealer>)`` of the dealer with the most rows."""
+    dealer = pl.coalesce(
+        pl.col("source") + pl.lit(" ") + pl.col("zip"), pl.col("source"), pl.col("mc_location_id")
+    )
+    counts = (
+        frame.group_by(dealer.alias("dealer"))
+        .len()
+        .sort(["len", "dealer"], descending=[True, False])
+    )
+    top, count = counts.row(0)
+    return f"{count / frame.height:6.1%} ({count:,} of {frame.height:,} vehicles, {top})"
+
+
+def largest_shares(result: ExecuteInProcessResult, best: pl.DataFrame) -> list[str]:
+    """Lines comparing the largest dealer share of ``best_placement`` and of ``placement_plan``.
+
+    Both are computed from the stored frames (the plan's read back through its ``path``); a
+    frame that is missing or empty is left out.
+    """
+    lines = []
+    if best.height:
+        lines.append(f"  {'best_placement (rank 1):':<28}{_largest(best)}")
+    for event in result.get_asset_materialization_events():
+        if event.materialization.asset_key.to_user_string() == "placement_plan":
+            path = _value(event.materialization.metadata, "path")
+            plan = pl.read_parquet(str(path)) if path else pl.DataFrame()
+            if plan.height:
+                lines.append(f"  {'placement_plan (capacity):':<28}{_largest(plan)}")
+    return lines
 
 
 def run_daily(
@@ -164,6 +198,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "vin", "price", "miles", "source", "zip", "vin_score", "dealer_ymm_score"
                 ).head(_BEST_ROWS)
             )
+    shares = largest_shares(result, best)
+    if shares:
+        print("\nLargest share of the vehicles one dealer receives:")
+        print("\n".join(shares))
     print(
         f"\nRun {result.run_id}: {'OK' if ok else 'FAILED'}. Parquet under {args.data_dir}/ "
         f"(pl.scan_parquet('{args.data_dir}/best_placement/', hive_partitioning=True)); "

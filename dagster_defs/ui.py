@@ -23,6 +23,9 @@ __all__ = ["DEFAULT_PORT", "main"]
 
 DEFAULT_PORT = 3000
 _STOP_TIMEOUT = 30.0
+#: `dagster dev` warns on every start that it is superseded by `dg dev`, which lives in a
+#: separate package (dagster-dg-cli) this project does not need; the warning says nothing else.
+_QUIET_SUPERSESSION = "ignore:Function `dev_command` is superseded:FutureWarning"
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -57,7 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "--host", args.host, "--port", str(args.port),
         ]  # fmt: skip
         # Its own session: the terminal's Ctrl-C reaches only us, and we stop it in order.
-        process = subprocess.Popen(command, start_new_session=True)  # noqa: S603
+        warnings = [w for w in (os.environ.get("PYTHONWARNINGS"), _QUIET_SUPERSESSION) if w]
+        env = {**os.environ, "PYTHONWARNINGS": ",".join(warnings)}
+        process = subprocess.Popen(command, start_new_session=True, env=env)  # noqa: S603
         print(f"MarketMatch API: {api.describe()}", flush=True)
         print(
             f"Dagster UI: http://{args.host}:{args.port}  (DAGSTER_HOME={home}; Ctrl-C stops)",

@@ -10,6 +10,8 @@ import importlib.metadata
 from typing import TYPE_CHECKING, Any
 
 from mm_pipeline import _namespace, webhooks
+from mm_pipeline._assign import assign, check_plan
+from mm_pipeline._assign_result import AssignResult, AssignStats
 from mm_pipeline._batch import BatchClient, BatchDownloadWarning, BatchJob
 from mm_pipeline._client import MarketMatchClient, RequestStats, Session
 from mm_pipeline._exceptions import (
@@ -18,9 +20,11 @@ from mm_pipeline._exceptions import (
     BatchError,
     BatchJobFailed,
     BatchTimeoutError,
+    CacheStorageError,
     ChecksumMismatchError,
     ConfigurationError,
     ConflictError,
+    DeadlineExceededError,
     DownloadError,
     InvalidInputError,
     InvalidRequestError,
@@ -35,15 +39,18 @@ from mm_pipeline._exceptions import (
     UnprocessableError,
     WebhookVerificationError,
 )
+from mm_pipeline._normalize import normalize
 from mm_pipeline._plan import Plan, plan
 from mm_pipeline._rank import arank_dealers, arank_vins, cross_pairs, rank_dealers, rank_vins
 from mm_pipeline._result import RankResult, RankStats
 
 if TYPE_CHECKING:
-    from mm_pipeline import schemas
+    from mm_pipeline import charts, schemas
 
 __all__ = [
     "APIError",
+    "AssignResult",
+    "AssignStats",
     "AuthenticationError",
     "BatchClient",
     "BatchDownloadWarning",
@@ -51,9 +58,11 @@ __all__ = [
     "BatchJob",
     "BatchJobFailed",
     "BatchTimeoutError",
+    "CacheStorageError",
     "ChecksumMismatchError",
     "ConfigurationError",
     "ConflictError",
+    "DeadlineExceededError",
     "DownloadError",
     "InvalidInputError",
     "InvalidRequestError",
@@ -76,7 +85,11 @@ __all__ = [
     "__version__",
     "arank_dealers",
     "arank_vins",
+    "assign",
+    "charts",
+    "check_plan",
     "cross_pairs",
+    "normalize",
     "plan",
     "rank_dealers",
     "rank_vins",
@@ -97,6 +110,8 @@ def __getattr__(name: str) -> Any:
         return importlib.metadata.version("mm-pipeline")
     if name == "schemas":  # pandera (and pandas with it) load on first use: 0.7 s
         return importlib.import_module("mm_pipeline.schemas")
+    if name == "charts":  # Altair is optional (the plot extra) and loads on first use
+        return importlib.import_module("mm_pipeline.charts")
     raise AttributeError(f"module 'mm_pipeline' has no attribute {name!r}")
 
 

@@ -15,9 +15,13 @@ Safety rules, because a batch job is expensive and download slots are few:
   is adopted; otherwise the other job is waited for (with backoff, up to a deadline), then a clear
   error names it.
 - **Downloads are verified and cached.** The body is streamed to disk while hashing and compared
-  with ``X-File-Checksum``; a mismatch or a cut-off body is retried while slots remain (with a
-  warning that a slot was spent). A verified file is kept under the cache directory keyed by job
-  id, so a rerun spends no slot; without a slot and without a cached copy the error names the job.
+  with ``X-File-Checksum``; a mismatch, a cut-off body or one outlasting its deadline is retried
+  while slots remain (with a warning that a slot was spent). A verified file is kept under the
+  cache directory keyed by job id, so a rerun spends no slot; without a slot and without a cached
+  copy the error names the job.
+- **Storage before spending, one download per job.** The cache proves it can hold the file before
+  a slot is spent, and a per-job file lock lets one process of many sharing the cache download
+  while the others wait for its verified copy (:mod:`mm_pipeline._download_cache`).
 """
 
 from __future__ import annotations
@@ -27,11 +31,9 @@ import builtins
 import gzip
 import hashlib
 import os
-import re
 import shutil
 import tempfile
 import time
-import uuid
 import warnings
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -42,7 +44,13 @@ from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, TypeVar
 import httpx
 import polars as pl
 
-from mm_pipeline._batch_io import DEFAULT_MAX_FILE_BYTES, sha256_file, write_batch_files
+from mm_pipeline._batch_io import (
+    DEFAULT_MAX_FILE_BYTES,
+    check_upload_header,
+    sha256_file,
+    write_batch_files,
+)
+from mm_pipeline._download_cache import CacheEntry, Claim, claim, expected_result_bytes
 from mm_pipeline._exceptions import (
     BatchError,
     BatchJobFailed,
@@ -57,7 +65,7 @@ from mm_pipeline._exceptions import (
 from mm_pipeline._frames import ROW
 from mm_pipeline._normalize import Prepared, prepare
 from mm_pipeline._progress import progress_bar
-from mm_pipeline._redact import get_logger, redact
+from mm_pipeline._redact import get_logger, redact, scrub
 from mm_pipeline._sync import run_sync
 
 if TYPE_CHECKING:
@@ -146,7 +154,12 @@ class BatchJob:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> BatchJob:
-        """Build a job from a status object (unknown fields stay in ``raw``)."""
+        """Build a job from a status object (unknown fields stay in ``raw``).
+
+        Server text is scrubbed of the API key here, where it enters: an error message that
+        echoes the key must not reach exceptions, ``failed`` frames or logs.
+        """
+        data = scrub(dict(data))
         job_id = data.get("job_id")
         if not isinstance(job_id, str) or not job_id:
             raise BatchError(f"the API returned a job without a job_id: {sorted(data)}")
@@ -250,12 +263,6 @@ def default_cache_dir() -> Path:
         return Path(explicit).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base).expanduser() / "mm_pipeline" / "batch"
-
-
-def _safe_name(job_id: str) -> str:
-    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}", job_id):
-        return job_id
-    return "job-" + hashlib.sha256(job_id.encode()).hexdigest()[:32]
 
 
 def _header_int(headers: httpx.Headers, name: str) -> int | None:
@@ -381,6 +388,7 @@ class BatchSession:
         See :meth:`BatchClient.submit`.
         """
         _check_gzip(path)
+        await asyncio.to_thread(check_upload_header, path)  # columns, before any upload
         digest = sha256 if sha256 else await asyncio.to_thread(sha256_file, path)
         reference = work_reference(digest, client_reference)
         failed_attempts = 0
@@ -446,6 +454,7 @@ class BatchSession:
                 files={"file": (path.name, handle, "application/gzip")},
                 data=data,
                 headers={"Idempotency-Key": key},
+                transfer_bytes=os.fstat(handle.fileno()).st_size,
             )
         job = BatchJob.from_json(_json_object(response))
         log.info("submitted batch job %s (reference %s)", job.job_id, reference)
@@ -469,152 +478,168 @@ class BatchSession:
         stuck at 99% is not polled in a tight loop.
 
         Returns the COMPLETED job; raises :class:`BatchJobFailed` for a FAILED one and
-        :class:`BatchTimeoutError` when ``timeout`` seconds pass first.
+        :class:`BatchTimeoutError` when ``timeout`` seconds pass first: the deadline bounds the
+        whole wait, a status request that is slow to answer (or retried) included.
         """
-        deadline = time.monotonic() + timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        timer = asyncio.timeout_at(deadline)
         pause = self.poll_interval
         floor = self.poll_interval / 5
         first: tuple[float, int] | None = None
+        job: BatchJob | None = None
         bar = _JobProgress(progress, job_id)
         try:
-            while True:
-                job = await self.status(job_id)
-                bar.update(job)
-                if job.is_terminal:
-                    return job.raise_for_failure()
-                now = time.monotonic()
-                left = deadline - now
-                if left <= 0:
-                    raise BatchTimeoutError(
-                        f"batch job {job_id} is still {job.status} "
-                        f"({job.progress_percent or 0}% done) after {timeout:g} s; it keeps "
-                        "running on the server: wait again or rerun later to adopt it",
-                        job_id=job_id,
-                        timeout=timeout,
-                    )
-                seen = (now, job.progress_percent or 0)
-                first = first or seen
-                sleep = min(pause, left)
-                eta = _time_left(first, seen)
-                if eta is not None and eta < sleep:
-                    sleep = max(eta, min(floor, sleep))
-                    floor *= 2
-                await asyncio.sleep(sleep)
-                pause = min(pause * 1.5, self.max_poll_interval)
+            async with timer:  # bounds the whole wait, a slow status call included
+                while True:
+                    job = await self.status(job_id)
+                    bar.update(job)
+                    if job.is_terminal:
+                        return job.raise_for_failure()
+                    now = loop.time()
+                    left = deadline - now
+                    if left <= 0:
+                        raise _wait_timeout(job_id, job, timeout)
+                    seen = (now, job.progress_percent or 0)
+                    first = first or seen
+                    sleep = min(pause, left)
+                    eta = _time_left(first, seen)
+                    if eta is not None and eta < sleep:
+                        sleep = max(eta, min(floor, sleep))
+                        floor *= 2
+                    await asyncio.sleep(sleep)
+                    pause = min(pause * 1.5, self.max_poll_interval)
+        except TimeoutError:
+            if not timer.expired():
+                raise
+            raise _wait_timeout(job_id, job, timeout) from None
         finally:
             bar.close()
 
     # -- download -----------------------------------------------------------------------------
 
+    def _entry(self, job_id: str) -> CacheEntry:
+        return CacheEntry(self.cache_dir or default_cache_dir(), job_id)
+
     def cached_path(self, job_id: str) -> Path:
         """Where the verified result of ``job_id`` is (or will be) cached."""
-        return (self.cache_dir or default_cache_dir()) / f"{_safe_name(job_id)}.csv.gz"
+        return self._entry(job_id).path
 
     def cached(self, job_id: str) -> Path | None:
         """Return the cached verified result of ``job_id``, if present and intact."""
-        path = self.cached_path(job_id)
-        sidecar = path.with_name(path.name + ".sha256")
-        if not path.is_file() or not sidecar.is_file():
-            return None
-        if sha256_file(path) != sidecar.read_text().strip():
-            log.warning("cached result of batch job %s is corrupt; ignoring it", job_id)
-            return None
-        return path
+        return self._entry(job_id).verified()
 
-    async def download(self, job_id: str, dest: Path | None = None) -> Path:
+    async def download(
+        self, job_id: str, dest: Path | None = None, *, item_count: int | None = None
+    ) -> Path:
         """Return a verified copy of the job's result file (cached: a rerun spends no slot).
 
-        See :meth:`BatchClient.download`.
+        ``item_count`` (the job's, when known) sizes the free-space check made before any slot
+        is spent. See :meth:`BatchClient.download`.
         """
-        path = await asyncio.to_thread(self.cached, job_id)
+        entry = self._entry(job_id)
+        path = await asyncio.to_thread(entry.verified)
         if path is None:
-            path = await self._fetch(job_id)
+            path = await self._fetch(entry, expected_result_bytes(item_count))
         else:
-            self.cache_hits += 1
-            log.info("using the cached result of batch job %s (no download slot spent)", job_id)
+            self._hit(job_id)
         if dest is None:
             return path
         dest = Path(dest)
         if dest.is_dir():
-            dest = dest / f"{_safe_name(job_id)}.csv.gz"
+            dest = dest / path.name
         if dest.resolve() != path.resolve():
             dest.parent.mkdir(parents=True, exist_ok=True)
             await asyncio.to_thread(shutil.copyfile, path, dest)
         return dest
 
-    async def _fetch(self, job_id: str) -> Path:
-        final = self.cached_path(job_id)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        for stale in final.parent.glob(f"{final.name}.*.part"):  # left by a killed run
-            stale.unlink(missing_ok=True)
-        attempt = 0
-        while True:
-            attempt += 1
-            part = final.with_name(f"{final.name}.{uuid.uuid4().hex[:8]}.part")
-            try:
-                got = await self._fetch_once(job_id, part)
-            except PermissionDeniedError as exc:
-                part.unlink(missing_ok=True)
-                if exc.error_code == "download_limit_exceeded":
-                    raise DownloadError(
-                        f"batch job {job_id}: every download slot has been used and there is no "
-                        f"verified copy in the cache ({final.parent}); the result cannot be "
-                        "downloaded again",
-                        job_id=job_id,
-                    ) from None
-                raise
-            except BaseException:
-                part.unlink(missing_ok=True)
-                raise
-            if got.problem is None:
-                final.with_name(final.name + ".sha256").write_text(got.actual + "\n")
-                os.replace(part, final)
-                log.info("downloaded and verified the result of batch job %s", job_id)
-                return final
-            part.unlink(missing_ok=True)
-            left = "unknown" if got.remaining is None else str(got.remaining)
-            message = (
-                f"download {attempt} of batch job {job_id} failed verification ({got.problem}); "
-                f"a download slot was spent; slots left: {left}"
-            )
-            if got.remaining == 0 or (got.remaining is None and attempt >= _MAX_DOWNLOADS):
-                message += "; no slot remains to retry"
-                if got.expected is not None and got.actual and got.actual != got.expected:
-                    raise ChecksumMismatchError(
-                        message, job_id=job_id, expected=got.expected, actual=got.actual
-                    )
-                raise DownloadError(message, job_id=job_id)
-            warnings.warn(message + "; retrying", BatchDownloadWarning, stacklevel=2)
-            log.warning("%s; retrying", message)
+    def _hit(self, job_id: str) -> None:
+        self.cache_hits += 1
+        log.info("using the cached result of batch job %s (no download slot spent)", job_id)
 
-    async def _fetch_once(self, job_id: str, part: Path) -> _Attempt:
-        """Stream one download into ``part`` while hashing, and judge it."""
+    async def _fetch(self, entry: CacheEntry, expected_bytes: int) -> Path:
+        """Download into the cache under the job's lock (see :mod:`mm_pipeline._download_cache`)."""
+        job_id = entry.job_id
+        async with claim(entry, expected_bytes=expected_bytes) as owned:
+            if owned.ready is not None:  # another process downloaded it while we waited
+                self._hit(job_id)
+                return owned.ready
+            attempt = 0
+            while True:
+                attempt += 1
+                try:
+                    got = await self._fetch_once(job_id, owned)
+                except PermissionDeniedError as exc:
+                    if exc.error_code == "download_limit_exceeded":
+                        raise DownloadError(
+                            f"batch job {job_id}: every download slot has been used and there "
+                            f"is no verified copy in the cache ({entry.folder}); the result "
+                            "cannot be downloaded again",
+                            job_id=job_id,
+                        ) from None
+                    raise
+                if got.problem is None:
+                    path = await asyncio.to_thread(owned.commit, got.actual)
+                    log.info("downloaded and verified the result of batch job %s", job_id)
+                    return path
+                left = "unknown" if got.remaining is None else str(got.remaining)
+                message = (
+                    f"download {attempt} of batch job {job_id} failed verification "
+                    f"({got.problem}); a download slot was spent; slots left: {left}"
+                )
+                if got.remaining == 0 or (got.remaining is None and attempt >= _MAX_DOWNLOADS):
+                    message += "; no slot remains to retry"
+                    if got.expected is not None and got.actual and got.actual != got.expected:
+                        raise ChecksumMismatchError(
+                            message, job_id=job_id, expected=got.expected, actual=got.actual
+                        )
+                    raise DownloadError(message, job_id=job_id)
+                warnings.warn(message + "; retrying", BatchDownloadWarning, stacklevel=2)
+                log.warning("%s; retrying", message)
+
+    async def _fetch_once(self, job_id: str, owned: Claim) -> _Attempt:
+        """Stream one download into the claim's ``.part`` file while hashing, and judge it.
+
+        A body cut off or outlasting its deadline is an unusable attempt (its slot is spent);
+        a storage failure raises :class:`CacheStorageError` at once.
+        """
         digest = hashlib.sha256()
         size = 0
+        remaining: int | None = None
+        expected: str | None = None
+        length: int | None = None
+        granted = False
         self.downloads += 1
-        async with self.session.stream("POST", f"{JOBS_PATH}/{job_id}/download") as response:
-            headers = response.headers
-            remaining = _header_int(headers, "x-remaining-downloads")
-            expected = _expected_checksum(headers)
-            # Content-Length counts encoded bytes; the checksum is over the decoded file.
-            length = (
-                None if "content-encoding" in headers else _header_int(headers, "content-length")
-            )
-            try:
-                with part.open("wb") as out:
+        try:
+            async with self.session.stream("POST", f"{JOBS_PATH}/{job_id}/download") as response:
+                granted = True
+                headers = response.headers
+                remaining = _header_int(headers, "x-remaining-downloads")
+                expected = _expected_checksum(headers)
+                # Content-Length counts encoded bytes; the checksum is over the decoded file.
+                length = (
+                    None
+                    if "content-encoding" in headers
+                    else _header_int(headers, "content-length")
+                )
+                with owned.open() as out:  # truncated: an earlier attempt's bytes are gone
+                    if length is not None:
+                        owned.check_space(length, spent=True)
                     async for block in response.aiter_bytes(_BLOCK):
                         digest.update(block)
                         size += len(block)
                         out.write(block)
-            except (httpx.TransportError, TransportError) as exc:
-                kind = getattr(exc, "kind", type(exc).__name__)
-                cut = f"the body was cut off after {size} bytes ({kind})"
-                return _Attempt(cut, remaining, expected, "")
+        except (httpx.TransportError, TransportError) as exc:
+            if not granted:
+                raise
+            kind = getattr(exc, "kind", type(exc).__name__)
+            cut = f"the body was cut off after {size} bytes ({kind})"
+            return _Attempt(cut, remaining, expected, "")
         actual = digest.hexdigest()
         if length is not None and size != length:
             return _Attempt(f"got {size} of {length} bytes", remaining, expected, actual)
         if expected is None:
-            problem = await asyncio.to_thread(_gzip_problem, part)
+            problem = await asyncio.to_thread(_gzip_problem, owned.part)
             if problem is None:
                 log.warning("batch job %s: no X-File-Checksum header; gzip check passed", job_id)
             return _Attempt(problem, remaining, expected, actual)
@@ -622,6 +647,20 @@ class BatchSession:
             mismatch = f"checksum {actual[:12]}… does not match {expected[:12]}…"
             return _Attempt(mismatch, remaining, expected, actual)
         return _Attempt(None, remaining, expected, actual)
+
+
+def _wait_timeout(job_id: str, job: BatchJob | None, timeout: float) -> BatchTimeoutError:
+    state = (
+        "did not answer a status request in time"
+        if job is None
+        else f"is still {job.status} ({job.progress_percent or 0}% done)"
+    )
+    return BatchTimeoutError(
+        f"batch job {job_id} {state} after {timeout:g} s; it keeps running on the server: "
+        "wait again or rerun later to adopt it",
+        job_id=job_id,
+        timeout=timeout,
+    )
 
 
 class _Attempt(NamedTuple):
@@ -936,7 +975,8 @@ class BatchClient:
         job_id
             The job.
         timeout
-            Overall deadline in seconds (separate from per-request retries).
+            Overall deadline in seconds: it bounds the whole wait, status requests and their
+            retries included.
         progress
             Show a progress bar (``None``: only in terminals and notebooks).
 
@@ -973,8 +1013,17 @@ class BatchClient:
         pathlib.Path
             The verified file.
 
+        Before asking the server, the cache folder must prove it can hold the file: it is created,
+        a ``.part`` file of this process is created in it, and its free space is checked. Other
+        processes sharing the cache wait for a download in progress (a per-job file lock) and
+        then read its verified copy.
+
         Raises
         ------
+        CacheStorageError
+            The cache folder cannot be written or is full: raised before any slot is spent (or,
+            when the disk fills during the download, after that one slot). Rerun with a usable
+            ``cache_dir``.
         DownloadError
             No slot left and no cached copy, or every remaining slot failed verification
             (:class:`ChecksumMismatchError` for a checksum mismatch).

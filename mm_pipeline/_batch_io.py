@@ -25,7 +25,9 @@ each value alone, so any block size gives the same frame.
 from __future__ import annotations
 
 import contextlib
+import csv
 import functools
+import gzip
 import hashlib
 import math
 import re
@@ -38,13 +40,16 @@ from typing import IO, BinaryIO, Final, Literal, cast
 
 import polars as pl
 
+from mm_pipeline._exceptions import InvalidInputError
 from mm_pipeline._frames import FAILED_SCHEMA
+from mm_pipeline._redact import redact_series
 
 __all__ = [
     "BATCH_COLUMNS",
     "DEFAULT_MAX_FILE_BYTES",
     "RESULT_SCHEMA",
     "BatchFile",
+    "check_upload_header",
     "error_code_text",
     "read_result_file",
     "sha256_file",
@@ -299,6 +304,37 @@ _ALIASES: Final = {
 }
 
 
+def check_upload_header(path: Path) -> None:
+    """Check, before any upload, that ``path`` is a gzip CSV whose header has the batch columns.
+
+    The API accepts any ``.csv.gz`` and fails the job later when columns are missing (and a
+    resubmission of the same file makes a second failed job), so this reads the first line only.
+
+    Raises
+    ------
+    InvalidInputError
+        When the file is not gzip-compressed CSV text, or its header lacks a column of
+        :data:`BATCH_COLUMNS` (naming the missing and the present columns).
+    """
+    try:
+        with gzip.open(path, "rb") as handle:
+            first = handle.readline(1 << 16).decode("utf-8-sig")
+        header = next(csv.reader([first]), [])
+    except (gzip.BadGzipFile, EOFError, UnicodeDecodeError, csv.Error) as exc:
+        raise InvalidInputError(
+            f"{path.name} is not gzip-compressed CSV text ({exc}); the batch API takes "
+            f".csv.gz files with the columns {', '.join(BATCH_COLUMNS)}"
+        ) from None
+    present = [_column_key(name) for name in header]
+    missing = [name for name in BATCH_COLUMNS if name not in present]
+    if missing:
+        raise InvalidInputError(
+            f"{path.name} lacks the batch column(s) {', '.join(missing)}: its header has "
+            f"{', '.join(header) or '(nothing)'}; the batch API needs {', '.join(BATCH_COLUMNS)}. "
+            "Nothing was uploaded."
+        )
+
+
 def error_code_text(code: str | None, *, default: str = "ranking_failed") -> str:
     """Return ``code`` as a lower-case snake_case error code (``default`` when empty).
 
@@ -501,7 +537,7 @@ def _typed(raw: pl.DataFrame) -> pl.DataFrame:
             _number(raw, "miles", pl.Int64()),
             _text(raw, "source", case="lower"),
             zip_code,
-            _text(raw, "mc_location_id"),
+            redact_series(_text(raw, "mc_location_id")),
             _number(raw, "vin_score", pl.Float64()),
             _number(raw, "dealer_ymm_score", pl.Float64()),
             _number(raw, "vin_rank", pl.UInt32()),
@@ -516,7 +552,8 @@ def _typed(raw: pl.DataFrame) -> pl.DataFrame:
     error_text = pl.col("error")
     split_code = error_text.str.extract(r"^([A-Za-z][A-Za-z0-9_.\-]*)\s*(?::|$)", 1)
     errors = typed.with_columns(
-        _text(raw, "error_code"), _text(raw, "error_message"), _text(raw, "error")
+        redact_series(_text(raw, "error_code"), replacement="redacted"),
+        *(redact_series(_text(raw, name)) for name in ("error_message", "error")),
     ).with_columns(
         pl.coalesce("error_code", split_code).alias("error_code"),
         pl.coalesce(

@@ -8,8 +8,9 @@ the jobs of the earlier run, and the verified result files come from the cache.
 Every input pair is accounted for: a pair is ranked when its result row has a rank and scores,
 failed with the result's error code otherwise, ``missing_from_result`` when the result file
 has no row for it, and (with ``on_job_failed="fail"``) failed with the job's error code when
-its job FAILED. Batch ranks order the dealers of each VIN across all its rows, so they are
-exact.
+its job FAILED. A pair that gives an ``mc_location_id`` (the file carries only source and zip)
+is ranked only when the result's rooftop id confirms it (see :func:`_confirm_locations`). Batch
+ranks order the dealers of each VIN across all its rows, so they are exact.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from mm_pipeline._batch_io import (
 from mm_pipeline._exceptions import BatchJobFailed
 from mm_pipeline._frames import FAILED_SCHEMA, PAIR_COLUMNS, RANKED_SCHEMA, ROW
 from mm_pipeline._redact import get_logger
+from mm_pipeline._rows import row_name_expr
 
 if TYPE_CHECKING:
     from mm_pipeline._client import Session
@@ -191,14 +193,14 @@ async def rank_pairs_batch(
                 job.job_id,
             )
             try:
-                await ops.wait(job.job_id, timeout=options.poll_timeout, progress=progress)
+                done = await ops.wait(job.job_id, timeout=options.poll_timeout, progress=progress)
             except BatchJobFailed as exc:
                 if options.on_job_failed == "raise":
                     raise
                 job_failures.append(_job_failed(pairs, batch_file, job, exc))
                 notes["batch_jobs_failed"] += 1
                 continue
-            path = await ops.download(job.job_id)
+            path = await ops.download(job.job_id, item_count=done.item_count)
             result = await asyncio.to_thread(read_result_file, path)
             results.append(result.with_columns(pl.lit(job.job_id).alias("_job")))
     notes["batch_jobs"] = len(job_ids)
@@ -247,11 +249,11 @@ def _split_conflicts(pairs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         extra=_extra_columns(pairs),
         code=pl.lit("duplicate_conflict"),
         message=pl.format(
-            "row {}: same vin and dealer as row {} with a different price/miles; the batch API "
-            "ranks a VIN once per dealer, so only row {} was sent",
-            "_order",
-            "_first",
-            "_first",
+            "{}: same vin and dealer as {} with a different price/miles; the batch API "
+            "ranks a VIN once per dealer, so only {} was sent",
+            row_name_expr("_order"),
+            row_name_expr("_first"),
+            row_name_expr("_first"),
         ),
     )
     return marked.filter(~pl.col("_repeat")).drop("_order", "_repeat", "_first"), conflicts
@@ -308,6 +310,59 @@ def _one_row_per_key(result: pl.DataFrame, notes: dict[str, int]) -> pl.DataFram
     return unique
 
 
+def _confirm_locations(
+    matched: pl.DataFrame, *, extra: list[str], notes: dict[str, int]
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """Take ranked rows out whose given ``mc_location_id`` the result does not confirm.
+
+    The batch file names a dealer by (source, zip) only, so the server ranks the rooftop at
+    that ZIP whatever id the row gives. A result naming another rooftop means the given id is
+    not that dealer's: failed as ``dealer_not_found``, as the online API answers. A result
+    without a rooftop id (a server that leaves the column out) cannot confirm it: failed as
+    ``location_unconfirmed`` rather than shown beside scores that may be another rooftop's.
+    Returns the rows kept and the failed rows (``None`` when there are none, the usual case).
+    """
+    given = pl.col("mc_location_id")
+    answered = pl.col("_result_location")
+    checked = given.is_not_null() & pl.col("error_code").is_null() & pl.col("_job").is_not_null()
+    wrong = checked & answered.is_not_null() & (given != answered)
+    unknown = checked & answered.is_null()
+    flags = matched.select(wrong.alias("wrong"), unknown.alias("unknown"))
+    notes["batch_location_mismatches"] = int(flags.get_column("wrong").sum())
+    notes["batch_locations_unconfirmed"] = int(flags.get_column("unknown").sum())
+    if not notes["batch_location_mismatches"] + notes["batch_locations_unconfirmed"]:
+        return matched, None
+    taken = flags.get_column("wrong") | flags.get_column("unknown")
+    failed = _as_failed(
+        matched.filter(taken),
+        extra=extra,
+        code=pl.when(wrong)
+        .then(pl.lit("dealer_not_found"))
+        .otherwise(pl.lit("location_unconfirmed")),
+        message=pl.when(wrong)
+        .then(
+            pl.format(
+                "batch job {}: mc_location_id {} is not the {} rooftop at zip {} (that is {}); "
+                "the batch file names dealers by source and zip",
+                "_job",
+                given,
+                "source",
+                "zip",
+                answered,
+            )
+        )
+        .otherwise(
+            pl.format(
+                "batch job {}: the result names no rooftop id, so mc_location_id {} could not "
+                "be confirmed; rank this pair with mode='online'",
+                "_job",
+                given,
+            )
+        ),
+    )
+    return matched.filter(~taken), failed
+
+
 def _map_back(
     pairs: pl.DataFrame,
     job_ids: list[str],
@@ -342,6 +397,7 @@ def _map_back(
     del unique  # the join holds what is needed: the result is not kept twice
     missing = pl.col("_job").is_null()
     notes["batch_missing_from_result"] = matched.filter(missing).height
+    matched, unconfirmed = _confirm_locations(matched, extra=extra, notes=notes)
     is_ranked = ~missing & pl.col("error_code").is_null()
     ranked = (
         matched.filter(is_ranked)
@@ -370,6 +426,8 @@ def _map_back(
             .otherwise(pl.format("batch job {}: {}", "_job", "error_message")),
         )
     ]
+    if unconfirmed is not None:
+        failed_parts.append(unconfirmed)
     if failed_jobs is not None:
         failed_parts.append(failed_jobs)
     failed = pl.concat(failed_parts).cast(FAILED_SCHEMA)

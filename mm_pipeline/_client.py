@@ -6,7 +6,11 @@ request of a unit of work goes. Per attempt, a session:
 
 1. takes one of ``max_concurrency`` slots (a semaphore);
 2. waits for the shared :class:`~mm_pipeline._ratelimit.AdaptiveRateLimiter`;
-3. sends the request with ``api_key`` as a query parameter, reads the body;
+3. sends the request with ``api_key`` as a query parameter, reads the body, all of it within
+   one whole-request deadline (``deadline``, 4 x ``timeout`` by default, plus one second per
+   :data:`MIN_TRANSFER_RATE` bytes uploaded; a streamed body gets the same allowance per byte
+   received), so a server that trickles its answer cannot hold a call open: past the deadline the
+   attempt is abandoned as :class:`~mm_pipeline._exceptions.DeadlineExceededError`;
 4. maps a non-2xx status to the exception tree of :mod:`mm_pipeline._exceptions`, and any
    httpx failure to :class:`~mm_pipeline._exceptions.TransportError` (never chained: httpx
    errors carry the URL with the key).
@@ -16,6 +20,9 @@ and ``retry_deadline``) on 429 (honouring ``Retry-After``), 500, 502, 503, 504 a
 failures; never on other statuses. A 429 for an exhausted monthly quota (its message says
 "quota", or ``Retry-After`` exceeds an hour) raises
 :class:`~mm_pipeline._exceptions.QuotaExhaustedError` at once.
+
+Each scheduled retry is logged at DEBUG on the ``mm_pipeline.client`` logger, not by stamina at
+WARNING (see :mod:`mm_pipeline._retry_log` for how hooks an application set are kept).
 
 Tests make backoff fast with :func:`set_backoff_scale` (or ``stamina.set_testing``).
 """
@@ -45,6 +52,8 @@ import stamina
 from mm_pipeline._exceptions import (
     APIError,
     ConfigurationError,
+    DeadlineExceededError,
+    Hint,
     QuotaExhaustedError,
     RateLimitError,
     TransportError,
@@ -60,14 +69,17 @@ from mm_pipeline._redact import (
     register_secret,
     registered_secrets,
 )
+from mm_pipeline._retry_log import install_retry_hooks, ours
 
 if TYPE_CHECKING:
     from mm_pipeline._batch import BatchClient
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "DEFAULT_DEADLINE_FACTOR",
     "ENV_API_KEY",
     "ENV_BASE_URL",
+    "MIN_TRANSFER_RATE",
     "MarketMatchClient",
     "RequestStats",
     "Session",
@@ -79,6 +91,11 @@ T = TypeVar("T")
 DEFAULT_BASE_URL: Final = "https://api.marketcheck.com"
 ENV_API_KEY: Final = "MARKETCHECK_API_KEY"
 ENV_BASE_URL: Final = "MARKETCHECK_BASE_URL"
+DEFAULT_DEADLINE_FACTOR: Final = 4.0
+"""``deadline`` defaults to this many times ``timeout``: 120 s with the default 30 s timeout."""
+MIN_TRANSFER_RATE: Final = 64 * 1024
+"""Bytes per second an upload or a streamed download may average, at the least, before its
+deadline ends it: each byte moved extends the deadline by ``1 / MIN_TRANSFER_RATE`` seconds."""
 #: A 429 whose Retry-After exceeds this many seconds is a quota, not a rate limit.
 QUOTA_RETRY_AFTER: Final = 3600.0
 _RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
@@ -87,11 +104,14 @@ _QUOTA_WORDS: Final = re.compile(r"quota", re.IGNORECASE)
 _WAIT_INITIAL, _WAIT_MAX, _WAIT_JITTER = 0.5, 10.0, 0.5
 _INITIAL_RATE = 5.0  # req/s before any RateLimit-Limit is known
 _MAX_MESSAGE: Final = 500
+#: Quoted, as code is: the redactor leaves ``api_key="..."`` alone (only bare values are keys).
+_KEY_HINT: Final = Hint(argument='api_key="..."', flag="--api-key KEY")
 
 _log = get_logger("mm_pipeline.client")
 #: httpx's own logger: JSON POSTs sent straight to the transport log its request line here too.
 _httpx_log = logging.getLogger("httpx")
 install_log_redaction()
+install_retry_hooks()
 
 
 class _BackoffScale:
@@ -209,6 +229,11 @@ class MarketMatchClient:
         Requests in flight at once (and pooled connections).
     timeout
         Seconds for each of connect, read, write and pool acquisition.
+    deadline
+        Seconds one attempt of a request may take as a whole (sending, waiting, reading the
+        body); default ``4 * timeout``. A request that moves a file gets one more second per
+        :data:`MIN_TRANSFER_RATE` (64 KiB) bytes uploaded or downloaded. An attempt past its
+        deadline is abandoned and retried like a timeout.
     max_retries
         Retries after the first attempt of a request.
     retry_deadline
@@ -231,7 +256,8 @@ class MarketMatchClient:
     >>> client = MarketMatchClient("mc_test_0123456789", "http://127.0.0.1:8765/")
     >>> client  # doctest: +NORMALIZE_WHITESPACE
     MarketMatchClient(base_url='http://127.0.0.1:8765', api_key='mc_t…****',
-        max_concurrency=8, timeout=30.0, max_retries=8, retry_deadline=600.0, rate_limit=None)
+        max_concurrency=8, timeout=30.0, deadline=120.0, max_retries=8, retry_deadline=600.0,
+        rate_limit=None)
     >>> async def main() -> int:
     ...     async with client.session() as session:  # no request is sent yet
     ...         return session.stats.requests
@@ -246,6 +272,7 @@ class MarketMatchClient:
         *,
         max_concurrency: int = 8,
         timeout: float = 30.0,
+        deadline: float | None = None,
         max_retries: int = 8,
         retry_deadline: float = 600.0,
         rate_limit: float | None = None,
@@ -253,15 +280,20 @@ class MarketMatchClient:
     ) -> None:
         key = api_key.strip() if api_key is not None else _env(ENV_API_KEY)
         if not key:
-            raise ConfigurationError(
-                f"no MarketMatch API key: pass api_key=... or set the {ENV_API_KEY} "
+            error = ConfigurationError(
+                f"no MarketMatch API key: pass {_KEY_HINT.argument} or set the {ENV_API_KEY} "
                 "environment variable"
             )
+            error.hints = (_KEY_HINT,)
+            raise error
         if max_concurrency < 1:
             raise ConfigurationError(f"max_concurrency must be >= 1, got {max_concurrency}")
         if max_retries < 0:
             raise ConfigurationError(f"max_retries must be >= 0, got {max_retries}")
-        for name, value in (("timeout", timeout), ("retry_deadline", retry_deadline)):
+        if deadline is None:
+            deadline = DEFAULT_DEADLINE_FACTOR * timeout
+        checked = (("timeout", timeout), ("deadline", deadline), ("retry_deadline", retry_deadline))
+        for name, value in checked:
             if not value > 0:
                 raise ConfigurationError(f"{name} must be > 0, got {value}")
         if rate_limit is not None and not rate_limit > 0:
@@ -270,6 +302,7 @@ class MarketMatchClient:
         self.base_url: str = _check_base_url(base_url or _env(ENV_BASE_URL) or DEFAULT_BASE_URL)
         self._max_concurrency = max_concurrency
         self._timeout = float(timeout)
+        self._deadline = float(deadline)
         self._max_retries = max_retries
         self._retry_deadline = float(retry_deadline)
         self._rate_limit = rate_limit
@@ -285,6 +318,11 @@ class MarketMatchClient:
     def timeout(self) -> float:
         """Seconds for each of connect, read, write and pool acquisition."""
         return self._timeout
+
+    @property
+    def deadline(self) -> float:
+        """Seconds one attempt of a request may take as a whole (before transfer allowances)."""
+        return self._deadline
 
     @property
     def max_retries(self) -> int:
@@ -312,6 +350,7 @@ class MarketMatchClient:
         return (
             f"MarketMatchClient(base_url={self.base_url!r}, api_key={mask(self._api_key)!r}, "
             f"max_concurrency={self._max_concurrency}, timeout={self._timeout}, "
+            f"deadline={self._deadline}, "
             f"max_retries={self._max_retries}, retry_deadline={self._retry_deadline}, "
             f"rate_limit={self._rate_limit})"
         )
@@ -473,8 +512,12 @@ class Session:
         json: Any = None,
         content: bytes | None = None,
         retry: bool = True,
+        transfer_bytes: int = 0,
     ) -> httpx.Response:
         """Send one request (retried unless ``retry=False``); return the read 2xx response.
+
+        ``transfer_bytes`` (the size of an uploaded file) extends each attempt's deadline by one
+        second per :data:`MIN_TRANSFER_RATE` bytes.
 
         Raises
         ------
@@ -492,9 +535,11 @@ class Session:
             "content": content,
         }
 
+        limit = self._client.deadline + transfer_bytes / MIN_TRANSFER_RATE
+
         async def attempt(num: int) -> httpx.Response:
             async with self._semaphore:
-                return await self._attempt(num, method, path, kwargs)
+                return await self._attempt(num, method, path, kwargs, deadline=limit)
 
         return await self._retrying(attempt, retry=retry)
 
@@ -510,8 +555,10 @@ class Session:
         """Send a request and yield its 2xx response with the body not yet read.
 
         Retries cover getting a 2xx response; errors while reading the body (e.g. a dropped
-        connection) leave the ``async with`` block as :class:`TransportError`. The response
-        keeps one concurrency slot until the block exits.
+        connection) leave the ``async with`` block as :class:`TransportError`. The block has
+        ``deadline`` seconds plus one per :data:`MIN_TRANSFER_RATE` bytes of body received, so a
+        trickling body ends in :class:`DeadlineExceededError`. The response keeps one
+        concurrency slot until the block exits.
         """
 
         async def attempt(num: int) -> httpx.Response:
@@ -523,11 +570,19 @@ class Session:
                 raise
 
         response = await self._retrying(attempt, retry=retry)
+        base = self._client.deadline
+        timer = asyncio.timeout(base)
+        response.stream = _PacedStream(response.stream, timer, base)
         failure: TransportError | None = None
         try:
-            yield response
+            async with timer:
+                yield response
         except httpx.HTTPError as exc:
             failure = _transport_error(exc, method, response.request.url)
+        except TimeoutError:
+            if not timer.expired():
+                raise
+            failure = _deadline_error(method, redact_url(response.request.url), base, body=True)
         finally:
             await response.aclose()
             self._semaphore.release()
@@ -568,19 +623,20 @@ class Session:
                 return wait if time.monotonic() - started + wait < deadline else False
             return True
 
-        async for try_ in stamina.retry_context(
-            on=backoff,
-            attempts=self._client.max_retries + 1,
-            timeout=left,
-            wait_initial=_WAIT_INITIAL * scale,
-            wait_max=_WAIT_MAX * scale,
-            wait_jitter=_WAIT_JITTER * scale,
-        ):
-            with try_:
-                if try_.num == 1:
-                    raise first
-                self.stats.retries += 1
-                return await attempt(try_.num)
+        with ours():  # logged at DEBUG on mm_pipeline.client, not by stamina at WARNING
+            async for try_ in stamina.retry_context(
+                on=backoff,
+                attempts=self._client.max_retries + 1,
+                timeout=left,
+                wait_initial=_WAIT_INITIAL * scale,
+                wait_max=_WAIT_MAX * scale,
+                wait_jitter=_WAIT_JITTER * scale,
+            ):
+                with try_:
+                    if try_.num == 1:
+                        raise first
+                    self.stats.retries += 1
+                    return await attempt(try_.num)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _attempt(
@@ -592,37 +648,22 @@ class Session:
         *,
         stream: bool = False,
         json_body: bytes | None = None,
+        deadline: float | None = None,
     ) -> httpx.Response:
         """One paced attempt; returns a 2xx response (read unless ``stream``) or raises.
 
         With ``json_body`` the request is a JSON POST of those bytes (``kwargs`` unused).
+        Sending, waiting and reading the body must end within ``deadline`` seconds (default the
+        client's ``deadline``; the pacing before it does not count).
         """
         await self.limiter.acquire()
         self.stats.requests += 1
         started = time.monotonic()
-        url = path if json_body is not None else redact_url(path)  # JSON: set just below
-        response: httpx.Response | None = None
-        outcome: httpx.Response | TransportError
-        try:
-            if json_body is not None:
-                request, url = self._json_request(path, json_body)
-                response = await self._send_json(request, url)
-            else:
-                request = self._http.build_request(method, path, **kwargs)
-                url = redact_url(request.url)
-                response = await self._http.send(request, stream=True)
-            if not (stream and response.is_success):
-                await response.aread()
-            outcome = response
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            outcome = _transport_error(exc, method, url)
-        except BaseException:  # cancelled mid-read: give the connection back
-            if response is not None:
-                await response.aclose()
-            raise
+        limit = self._client.deadline if deadline is None else deadline
+        outcome, url = await self._exchange(
+            method, path, kwargs, stream=stream, json_body=json_body, limit=limit
+        )
         if isinstance(outcome, TransportError):
-            if response is not None:
-                await response.aclose()
             self._record(num, method, url, started, outcome=outcome.kind)
             self.stats.transport_errors += 1
             raise outcome
@@ -641,6 +682,48 @@ class Session:
                 self.limiter.on_rate_limited(error.retry_after, response.headers)
         raise error
 
+    async def _exchange(
+        self,
+        method: str,
+        path: str,
+        kwargs: Mapping[str, Any],
+        *,
+        stream: bool,
+        json_body: bytes | None,
+        limit: float,
+    ) -> tuple[httpx.Response | TransportError, str]:
+        """Send the request and read its body (unless a 2xx is streamed) within ``limit`` s.
+
+        Returns the response, or the :class:`TransportError` to raise (its connection given
+        back), with the redacted URL.
+        """
+        url = path if json_body is not None else redact_url(path)  # JSON: set just below
+        response: httpx.Response | None = None
+        timer = asyncio.timeout(limit)
+        done = False
+        try:
+            async with timer:
+                if json_body is not None:
+                    request, url = self._json_request(path, json_body)
+                    response = await self._send_json(request, url)
+                else:
+                    request = self._http.build_request(method, path, **kwargs)
+                    url = redact_url(request.url)
+                    response = await self._http.send(request, stream=True)
+                if not (stream and response.is_success):
+                    await response.aread()
+            done = True
+            return response, url
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            return _transport_error(exc, method, url), url
+        except TimeoutError:
+            if not timer.expired():
+                raise
+            return _deadline_error(method, url, limit), url
+        finally:  # failed or cancelled mid-read: give the connection back
+            if not done and response is not None:
+                await response.aclose()
+
     def _record(self, num: int, method: str, url: str, started: float, *, outcome: str) -> None:
         now = time.monotonic()
         self.stats.elapsed = now - self._opened
@@ -650,6 +733,44 @@ class Session:
         self.stats.elapsed = time.monotonic() - self._opened
         self._client._learned_rate = self.limiter.learned or self._client._learned_rate
         _log.debug("session closed: %s", self.stats)
+
+
+class _PacedStream(httpx.AsyncByteStream):
+    """A response body that extends its deadline by ``1 / MIN_TRANSFER_RATE`` s per byte read."""
+
+    def __init__(self, inner: Any, timer: asyncio.Timeout, base: float) -> None:
+        self._inner = inner
+        self._timer = timer
+        self._base = base
+        self._received = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        started = asyncio.get_running_loop().time()
+        async for chunk in self._inner:
+            self._received += len(chunk)
+            if not self._timer.expired():
+                self._timer.reschedule(started + self._base + self._received / MIN_TRANSFER_RATE)
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def _deadline_error(
+    method: str, url: str, deadline: float, *, body: bool = False
+) -> DeadlineExceededError:
+    what = (
+        f"the body arrived slower than {MIN_TRANSFER_RATE // 1024} KiB/s on average after "
+        f"the first {deadline:g} s"
+        if body
+        else f"no complete answer within the whole-request deadline of {deadline:g} s"
+    )
+    return DeadlineExceededError(
+        f"{what}; the request was abandoned (MarketMatchClient(deadline=...) sets it)",
+        deadline=deadline,
+        method=method,
+        url=url,
+    )
 
 
 def _is_retryable(exc: Exception) -> bool:

@@ -17,12 +17,19 @@ Every exception derives from :class:`MarketMatchError`::
     │   │   └── QuotaExhaustedError  429 for an exhausted monthly quota
     │   └── ServerError              5xx
     ├── TransportError               no usable response (timeout, refused, dropped connection)
+    │   └── DeadlineExceededError    the whole request outlasted its deadline (also TimeoutError)
     ├── BatchError                   a batch job could not be run to a verified result
     │   ├── BatchJobFailed           the job ended in FAILED
     │   ├── DownloadError            the result file could not be downloaded
-    │   │   └── ChecksumMismatchError  the downloaded file does not match X-File-Checksum
+    │   │   ├── ChecksumMismatchError  the downloaded file does not match X-File-Checksum
+    │   │   └── CacheStorageError    the cache folder cannot hold the result (read-only, full)
     │   └── BatchTimeoutError        the job did not finish within the deadline
     └── WebhookVerificationError     a webhook's signature or timestamp is not valid
+
+An error may carry :attr:`MarketMatchError.hints`: each a :class:`Hint` naming the option its
+message suggests both as a Python argument (as the message says it) and as a command-line flag,
+so that the ``mm-pipeline`` command can say ``--on-invalid fail`` where a script would pass
+``on_invalid='fail'``.
 
 No message, attribute or repr carries the API key: URLs are stored redacted, and the client
 scrubs the key from server-provided text before it builds an exception. Every exception
@@ -33,6 +40,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -43,10 +51,13 @@ __all__ = [
     "BatchError",
     "BatchJobFailed",
     "BatchTimeoutError",
+    "CacheStorageError",
     "ChecksumMismatchError",
     "ConfigurationError",
     "ConflictError",
+    "DeadlineExceededError",
     "DownloadError",
+    "Hint",
     "InvalidInputError",
     "InvalidRequestError",
     "MarketMatchError",
@@ -91,8 +102,34 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list) else []
 
 
+@dataclass(frozen=True)
+class Hint:
+    """An option an error's message suggests, spelled for Python and for the command line.
+
+    The message spells it as ``argument``; the ``mm-pipeline`` command shows ``flag`` instead.
+
+    Examples
+    --------
+    >>> hint = Hint(argument="on_invalid='fail'", flag="--on-invalid fail")
+    >>> hint.for_command_line("pass on_invalid='fail' to rank the rest")
+    'pass --on-invalid fail to rank the rest'
+    """
+
+    argument: str
+    flag: str
+
+    def for_command_line(self, text: str) -> str:
+        """Return ``text`` with the Python spelling replaced by the flag."""
+        return text.replace(self.argument, self.flag)
+
+
 class MarketMatchError(Exception):
-    """Base class of every error raised by mm_pipeline."""
+    """Base class of every error raised by mm_pipeline.
+
+    ``hints`` lists the options the message (or a note) suggests, as :class:`Hint` objects.
+    """
+
+    hints: tuple[Hint, ...] = ()
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Keyword-only constructors do not survive the default Exception pickling.
@@ -113,10 +150,13 @@ class InvalidInputError(MarketMatchError, ValueError):
     [{'row': 3, 'column': 'vin'}]
     """
 
-    def __init__(self, message: str, *, failure_cases: Any = None) -> None:
+    def __init__(
+        self, message: str, *, failure_cases: Any = None, hints: tuple[Hint, ...] = ()
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.failure_cases = failure_cases
+        self.hints = hints
 
     @property
     def rows(self) -> Any:
@@ -292,6 +332,25 @@ class TransportError(MarketMatchError):
         return f"{self.kind}: {self.message} [{self.method} {self.url}]"
 
 
+class DeadlineExceededError(TransportError, TimeoutError):
+    """A whole request (sending, waiting and reading the body) outlasted its deadline.
+
+    Unlike ``timeout``, which bounds each network operation, the deadline bounds the attempt as
+    a whole, so a server that trickles its answer cannot hold a call open. Retried like any
+    transport failure.
+
+    Examples
+    --------
+    >>> err = DeadlineExceededError("no complete answer within 8 s", deadline=8.0, method="GET")
+    >>> err.kind, err.deadline, isinstance(err, TimeoutError)
+    ('DeadlineExceeded', 8.0, True)
+    """
+
+    def __init__(self, message: str, *, deadline: float, method: str = "", url: str = "") -> None:
+        super().__init__(message, kind="DeadlineExceeded", method=method, url=url)
+        self.deadline = deadline
+
+
 class BatchError(MarketMatchError):
     """A batch job could not be run to a verified result."""
 
@@ -335,6 +394,29 @@ class ChecksumMismatchError(DownloadError):
         super().__init__(message, job_id=job_id)
         self.expected = expected
         self.actual = actual
+
+
+class CacheStorageError(DownloadError):
+    """The download cache cannot hold a result: the folder is not writable, or the disk is full.
+
+    Raised before any download slot is spent when the folder refuses the file or has too little
+    free space, and at once (without spending another slot) when the disk fills during a
+    download. ``folder`` is the cache folder and ``reason`` what went wrong; rerun with a usable
+    ``cache_dir`` to adopt the job and finish.
+
+    Examples
+    --------
+    >>> err = CacheStorageError("cannot write", job_id="j1", folder="/cache", reason="read-only")
+    >>> err.folder, err.reason
+    ('/cache', 'read-only')
+    """
+
+    def __init__(
+        self, message: str, *, job_id: str | None = None, folder: str = "", reason: str = ""
+    ) -> None:
+        super().__init__(message, job_id=job_id)
+        self.folder = folder
+        self.reason = reason
 
 
 class BatchTimeoutError(BatchError, TimeoutError):

@@ -21,6 +21,8 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 import polars as pl
 
+from mm_pipeline._assign import assign
+from mm_pipeline._assign_result import AssignResult
 from mm_pipeline._plan import DEFAULT_RATE_LIMIT, Endpoint, Plan, plan
 from mm_pipeline._rank import rank_dealers, rank_vins
 
@@ -47,7 +49,7 @@ def _on_frame(
 @pl.api.register_dataframe_namespace("marketmatch")
 @pl.api.register_lazyframe_namespace("marketmatch")
 class MarketMatchNamespace:
-    """MarketMatch ranking of a pairs frame: ``frame.marketmatch.rank_dealers(...)`` etc."""
+    """MarketMatch on a frame: ``pairs.marketmatch.rank_dealers(...)``, ``ranked...assign(...)``."""
 
     def __init__(self, frame: pl.DataFrame | pl.LazyFrame) -> None:
         self._frame = frame
@@ -76,4 +78,21 @@ class MarketMatchNamespace:
             exact_top_k=exact_top_k,
             chunk_size=chunk_size,
             rate_limit=rate_limit,
+        )
+
+    def assign(
+        self,
+        *,
+        capacity: int | pl.DataFrame,
+        default_capacity: int = 0,
+        cost: str | pl.Expr = "vin_rank",
+        max_rank: int | None = None,
+    ) -> AssignResult:
+        """Place each vehicle of this ranked frame under capacity: :func:`mm_pipeline.assign`."""
+        return assign(
+            self._frame,
+            capacity=capacity,
+            default_capacity=default_capacity,
+            cost=cost,
+            max_rank=max_rank,
         )

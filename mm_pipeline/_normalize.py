@@ -28,8 +28,8 @@ than a domain name can be (253 characters), an ``mc_location_id`` over 255 chara
 control characters in ``source`` or ``mc_location_id`` (no dealer is named so, and such values
 would only spend requests, or overflow the API's 1 MiB body limit, to learn that).
 
-Row numbers in messages are 0-based positions in the input frame (``df.row(n)``). Extra columns
-are ignored.
+Row numbers in messages are 0-based positions in the input frame (``df.row(n)``; the command
+line says file lines instead, see :mod:`mm_pipeline._rows`). Extra columns are ignored.
 
 After validation, exact duplicate pairs (all six columns equal after normalisation) are kept
 once, and for ``/vins/rank`` a VIN given twice for the same dealer with different price/miles
@@ -46,20 +46,24 @@ from typing import Literal
 
 import polars as pl
 
-from mm_pipeline._exceptions import InvalidInputError
+from mm_pipeline._exceptions import Hint, InvalidInputError
 from mm_pipeline._frames import FAILED_WITH_ROW, PAIR_COLUMNS, ROW
+from mm_pipeline._rows import row_name_expr
 
 __all__ = ["OnInvalid", "Prepared", "normalize", "prepare", "validate"]
 
 OnInvalid = Literal["raise", "fail"]
 
 _REQUIRED = ("vin", "price", "miles", "source")
+_FAIL_INVALID = Hint(argument="on_invalid='fail'", flag="--on-invalid fail")
 _SHOWN_IN_MESSAGE = 10
 _SHOWN_CHARS = 60  # of a value quoted in a message
 _CONTROL_CHARS = [chr(c) for c in (*range(0x20), 0x7F)]
 _CONTROL_ESCAPES = [f"\\x{ord(c):02x}" for c in _CONTROL_CHARS]
-_WHOLE_STRING = r"^-?\d+(\.0*)?$"
-_ZIP_PLUS_FOUR = r"^\d{5}-?\d{4}$"
+# ASCII digits only: a regex \d (and str.isdigit) also matches fullwidth or Arabic-Indic digits.
+_WHOLE_STRING = r"^-?[0-9]+(\.0*)?$"
+_ZIP_PLUS_FOUR = r"^[0-9]{5}-?[0-9]{4}$"
+_NON_ASCII = r"[^\x00-\x7F]"
 
 # (column, pandera check name up to "(") -> what the rule says, for humans.
 _REASONS: dict[tuple[str, str], str] = {
@@ -106,6 +110,15 @@ def _text(name: str, dtype: pl.DataType) -> pl.Expr:
     return pl.col(name).cast(pl.String, strict=False).str.strip_chars()
 
 
+def _ascii_upper(text: pl.Expr) -> pl.Expr:
+    """Upper-case ASCII text; leave other text as given.
+
+    Unicode case mapping turns a long s (U+017F) into ``"S"`` and the ligature U+FB00 into
+    ``"FF"``, which would make a non-ASCII VIN pass.
+    """
+    return pl.when(text.str.contains(_NON_ASCII)).then(text).otherwise(text.str.to_uppercase())
+
+
 def _whole_number(name: str, dtype: pl.DataType) -> pl.Expr:
     """Int64 for whole numbers of any sensible dtype, null for anything else."""
     col = pl.col(name)
@@ -131,7 +144,7 @@ def _zip(dtype: pl.DataType) -> pl.Expr:
         padded = pl.when(digits.str.len_chars() > 5).then(digits.str.zfill(9))
         return padded.otherwise(digits.str.zfill(5)).fill_null(text)
     text = pl.when(text == "").then(None).otherwise(text)
-    return pl.when(text.str.contains(r"^\d{1,4}$")).then(text.str.zfill(5)).otherwise(text)
+    return pl.when(text.str.contains(r"^[0-9]{1,4}$")).then(text.str.zfill(5)).otherwise(text)
 
 
 def _unchanged(values: pl.Series) -> pl.Series:
@@ -169,7 +182,7 @@ def _strip_url(source: pl.Series) -> pl.Series:
         source.str.replace(r"^[a-z][a-z0-9+.\-]*://", "")  # scheme
         .str.replace(r"[/?#].*$", "")  # path, query, fragment
         .str.replace(r"^[^@]*@", "")  # user info
-        .str.replace(r":\d*$", "")  # port
+        .str.replace(r":[0-9]*$", "")  # port
         .str.replace(r"^www\.", "")
         .str.strip_chars_end(".")
     )
@@ -179,13 +192,25 @@ def _strip_url(source: pl.Series) -> pl.Series:
 _FINISH = {"source": _strip_url}
 
 
-def normalize(pairs: pl.DataFrame | pl.LazyFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Collect ``pairs`` and return ``(normalised, raw)``, both with the ``_row`` column.
+def normalize(pairs: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """Return ``pairs`` normalised as the ranking functions normalise them, not yet validated.
 
-    ``normalised`` has exactly the six pair columns in the input schema's dtypes (``vin``,
-    ``source``, ``zip``, ``mc_location_id`` Utf8; ``price``, ``miles`` Int64) plus ``_row``;
-    values that cannot be read become null (the validator then names them). ``raw`` holds the
-    user's original values of the same columns, for messages.
+    The result has exactly the six columns of :class:`mm_pipeline.schemas.PairsInput` in its
+    dtypes (``vin``, ``source``, ``zip``, ``mc_location_id`` text; ``price``, ``miles`` Int64),
+    in input order, one row per input row; extra columns are dropped. Values that cannot be
+    read (a price of ``"abc"``) become null, which the schema then reports. So pandera users can
+    normalise and validate themselves: ``PairsInput.validate(mm.normalize(pairs))``.
+
+    Parameters
+    ----------
+    pairs
+        Vehicle-dealer pairs: ``vin``, ``price``, ``miles``, ``source``, optional ``zip`` and
+        ``mc_location_id``, in any sensible dtypes (a LazyFrame is collected).
+
+    Returns
+    -------
+    pl.DataFrame
+        The normalised pairs (see :mod:`mm_pipeline._normalize` for every rule).
 
     Raises
     ------
@@ -194,27 +219,32 @@ def normalize(pairs: pl.DataFrame | pl.LazyFrame) -> tuple[pl.DataFrame, pl.Data
     TypeError
         When ``pairs`` is not a polars DataFrame or LazyFrame.
 
-    See Also
-    --------
-    prepare : normalise, validate and de-duplicate in one step.
-
     Examples
     --------
     >>> import polars as pl
-    >>> frame, _ = normalize(pl.DataFrame({
+    >>> import mm_pipeline as mm
+    >>> from mm_pipeline.schemas import PairsInput
+    >>> pairs = pl.DataFrame({
     ...     "vin": [" wp1be2ay5pda28064 "], "price": [20000.0], "miles": ["3000"],
-    ...     "source": ["https://www.MBofAugusta.com/used"], "zip": [2134]}))
-    >>> frame.row(0)
-    ('WP1BE2AY5PDA28064', 20000, 3000, 'mbofaugusta.com', '02134', None, 0)
+    ...     "source": ["https://www.MBofAugusta.com/used"], "zip": [2134]})
+    >>> mm.normalize(pairs).row(0)
+    ('WP1BE2AY5PDA28064', 20000, 3000, 'mbofaugusta.com', '02134', None)
+    >>> PairsInput.validate(mm.normalize(pairs)).height
+    1
     """
-    normalised, raw, _distinct = _normalized(pairs)
-    return normalised, raw
+    normalised, _raw, _distinct = _normalized(pairs)
+    return normalised.drop(ROW)
 
 
 def _normalized(
     pairs: pl.DataFrame | pl.LazyFrame,
 ) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.Series]]:
-    """:func:`normalize`, plus the normalised values of the columns it read per value."""
+    """Collect ``pairs``; return ``(normalised, raw, distinct)``, the first two with ``_row``.
+
+    ``normalised`` is :func:`normalize`'s frame plus ``_row``; ``raw`` holds the user's original
+    values of the same columns, for messages; ``distinct`` the normalised values of the
+    columns that were read per distinct value.
+    """
     if isinstance(pairs, pl.LazyFrame):
         pairs = pairs.collect()
     if not isinstance(pairs, pl.DataFrame):
@@ -237,7 +267,7 @@ def _normalized(
     schema = raw.schema
     mc_id = _text("mc_location_id", schema["mc_location_id"])
     rules = {
-        "vin": _text("vin", schema["vin"]).str.to_uppercase(),
+        "vin": _ascii_upper(_text("vin", schema["vin"])),
         "price": _whole_number("price", schema["price"]),
         "miles": _whole_number("miles", schema["miles"]),
         "source": _text("source", schema["source"]).str.to_lowercase(),
@@ -368,7 +398,9 @@ def validate(
         )
         zip_plus_four = pl.lit(name == "zip") & pl.col("_given").str.contains(_ZIP_PLUS_FOUR)
         reason = (
-            pl.when(check == "not_nullable")
+            pl.when(pl.col("_non_ascii"))
+            .then(pl.lit("must be written with the ASCII digits 0-9"))
+            .when(check == "not_nullable")
             .then(missing)
             .when(zip_plus_four)
             .then(pl.lit("is a ZIP+4 or 9-digit ZIP; give the 5-digit ZIP code"))
@@ -376,14 +408,24 @@ def validate(
         )
         parts.append(
             group.with_columns(
-                _original=original.is_not_null(), _given=given, value=_display(original)
+                _original=original.is_not_null(),
+                _given=given,
+                _non_ascii=_non_ascii_digits(name, original),
+                value=_display(original),
             )
             .with_columns(reason=reason)
-            .drop("_original", "_given")
+            .drop("_original", "_given", "_non_ascii")
         )
     if not parts:
         return cases.with_columns(value=pl.lit(None, pl.String), reason=pl.lit(None, pl.String))
     return pl.concat(parts).sort("row", maintain_order=True)
+
+
+def _non_ascii_digits(name: str, original: pl.Series) -> pl.Series:
+    """Flag a ZIP, price or miles given as text beyond ASCII (a fullwidth or Arabic-Indic digit)."""
+    if name not in ("zip", "price", "miles") or original.dtype != pl.String:
+        return pl.repeat(False, original.len(), eager=True)
+    return original.str.contains(_NON_ASCII).fill_null(False)
 
 
 def _messages(cases: pl.DataFrame) -> pl.DataFrame:
@@ -398,7 +440,7 @@ def _messages(cases: pl.DataFrame) -> pl.DataFrame:
         .agg(pl.col("part").str.join("; "))
         .select(
             pl.col("row").alias(ROW),
-            pl.format("row {}: {}", "row", "part").alias("error_message"),
+            pl.format("{}: {}", row_name_expr("row"), "part").alias("error_message"),
         )
     )
 
@@ -408,13 +450,13 @@ def _raise_invalid(cases: pl.DataFrame, messages: pl.DataFrame, rows: int) -> No
     shown = messages.get_column("error_message").head(_SHOWN_IN_MESSAGE).to_list()
     more = bad - len(shown)
     lines = [
-        f"{bad:,} of {rows:,} input rows are invalid (pass on_invalid='fail' to get them in "
-        f"result.failed with error_code 'invalid_input' and rank the rest):",
+        f"{bad:,} of {rows:,} input rows are invalid (pass {_FAIL_INVALID.argument} to list "
+        f"them with the failed pairs, error_code 'invalid_input', and rank the rest):",
         *(f"  {line}" for line in shown),
     ]
     if more:
         lines.append(f"  ... and {more:,} more row{'s' if more > 1 else ''}")
-    raise InvalidInputError("\n".join(lines), failure_cases=cases)
+    raise InvalidInputError("\n".join(lines), failure_cases=cases, hints=(_FAIL_INVALID,))
 
 
 def _as_failed(frame: pl.DataFrame, code: str, message: pl.Expr) -> pl.DataFrame:
@@ -505,11 +547,11 @@ def prepare(
                 clashing,
                 "duplicate_conflict",
                 pl.format(
-                    "row {}: same vin and dealer as row {} with a different price/miles; "
-                    "/vins/rank ranks a VIN once per dealer, so only row {} was sent",
-                    ROW,
-                    "_first",
-                    "_first",
+                    "{}: same vin and dealer as {} with a different price/miles; "
+                    "/vins/rank ranks a VIN once per dealer, so only {} was sent",
+                    row_name_expr(ROW),
+                    row_name_expr("_first"),
+                    row_name_expr("_first"),
                 ),
             )
         )

@@ -16,9 +16,11 @@ import logging
 import re
 import threading
 import traceback
-from collections.abc import Iterable
-from typing import Final
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
 from urllib.parse import quote
+
+import polars as pl
 
 __all__ = [
     "REDACTED",
@@ -27,9 +29,11 @@ __all__ = [
     "install_log_redaction",
     "mask",
     "redact",
+    "redact_series",
     "redact_url",
     "register_secret",
     "registered_secrets",
+    "scrub",
 ]
 
 REDACTED: Final = "REDACTED"
@@ -49,6 +53,8 @@ def redact_url(url: object) -> str:
     --------
     >>> redact_url("https://api.example.com/v2/x?api_key=mc_test_123&rows=5")
     'https://api.example.com/v2/x?api_key=REDACTED&rows=5'
+    >>> redact_url('pass api_key="..." or set MARKETCHECK_API_KEY')  # a quoted value is code
+    'pass api_key="..." or set MARKETCHECK_API_KEY'
     """
     return _API_KEY_PARAM.sub(rf"\g<1>{REDACTED}", str(url))
 
@@ -65,10 +71,52 @@ def redact(text: str, *secrets: str) -> str:
     >>> redact("key mc_test_abc rejected (url ...?api_key=other)", "mc_test_abc")
     'key REDACTED rejected (url ...?api_key=REDACTED)'
     """
-    for secret in secrets:
-        for variant in sorted(_variants(secret), key=len, reverse=True):
-            text = text.replace(variant, REDACTED)
+    # Longest first, across all secrets: a key that is a prefix of another must not leave the
+    # other's tail behind.
+    for variant in sorted({v for s in secrets for v in _variants(s)}, key=len, reverse=True):
+        text = text.replace(variant, REDACTED)
     return redact_url(text)
+
+
+def scrub(value: Any) -> Any:
+    """Return ``value`` with every registered secret removed from each string inside it.
+
+    For server text as it enters: a string, or decoded JSON (lists and dicts, walked).
+
+    Examples
+    --------
+    >>> register_secret("mc_test_doc_scrub")
+    >>> scrub({"error_message": "key mc_test_doc_scrub rejected", "n": [1, "x"]})
+    {'error_message': 'key REDACTED rejected', 'n': [1, 'x']}
+    """
+    if isinstance(value, str):
+        return redact(value, *_secrets)
+    if isinstance(value, list):
+        return [scrub(v) for v in value]
+    if isinstance(value, dict):
+        return {scrub(k): scrub(v) for k, v in value.items()}
+    return value
+
+
+def redact_series(values: pl.Series, *, replacement: str = REDACTED) -> pl.Series:
+    """Return a String series without registered secrets (also URL-encoded) or ``api_key=`` values.
+
+    Vectorised for server text copied into frames: each secret costs one literal scan of the
+    column, and the column is rewritten only when it holds one (almost never).
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> register_secret("mc_test_doc_series")
+    >>> redact_series(pl.Series(["ok", "echo mc_test_doc_series", None, "?api_key=x"])).to_list()
+    ['ok', 'echo REDACTED', None, '?api_key=REDACTED']
+    """
+    for variant in sorted({v for s in _secrets for v in _variants(s)}, key=len, reverse=True):
+        if values.str.contains(variant, literal=True).any():
+            values = values.str.replace_all(variant, replacement, literal=True)
+    if values.str.contains(_API_KEY_PARAM.pattern).any():
+        values = values.str.replace_all(_API_KEY_PARAM.pattern, f"${{1}}{replacement}")
+    return values
 
 
 def mask(secret: str) -> str:
@@ -123,12 +171,27 @@ class RedactingFilter(logging.Filter):
         return redact(text, *self._own, *_secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Scrub ``record`` in place; never drops it."""
+        """Scrub ``record`` in place; never drops it.
+
+        The message and each argument are scrubbed where they stand, so ``record.args`` keeps
+        its shape for formatters that read it (uvicorn's access log unpacks five). Only when
+        the formatted message would still reveal a secret (one assembled from several pieces)
+        or cannot be formatted is the record collapsed to its scrubbed text, without args.
+        """
+        original = record.msg, record.args
+        record.msg = self._scrub_arg(record.msg)
+        if isinstance(record.args, Mapping):
+            record.args = {k: self._scrub_arg(v) for k, v in record.args.items()}
+        elif isinstance(record.args, tuple):
+            record.args = tuple(self._scrub_arg(a) for a in record.args)
         try:
             message = record.getMessage()
         except Exception:  # a broken format string must not hide the record
-            message = f"{record.msg!r} % {record.args!r}"
-        record.msg, record.args = self.scrub(message), ()
+            message = f"{original[0]!r} % {original[1]!r}"
+            record.msg, record.args = self.scrub(message), ()
+        else:
+            if self.scrub(message) != message:
+                record.msg, record.args = self.scrub(message), ()
         if record.exc_info:
             text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
             record.exc_info, record.exc_text = None, self.scrub(text)
@@ -140,6 +203,20 @@ class RedactingFilter(logging.Filter):
             if name not in _STANDARD_ATTRS and isinstance(value, str):
                 setattr(record, name, self.scrub(value))
         return True
+
+    def _scrub_arg(self, value: object) -> object:
+        """*value* scrubbed: text in place; an object whose text shows a secret as its text."""
+        if isinstance(value, str):
+            return self.scrub(value)
+        if value is None or isinstance(value, int | float):
+            return value
+        try:
+            shown = str(value), repr(value)
+        except Exception:  # getMessage() will fail too, and the record collapse
+            return value
+        if any(self.scrub(text) != text for text in shown):
+            return self.scrub(shown[0])
+        return value
 
 
 _FILTER: Final = RedactingFilter()

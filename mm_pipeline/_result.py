@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 import polars as pl
 
-__all__ = ["RankResult", "RankStats"]
+__all__ = ["RankResult", "RankStats", "summary_html"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,6 +90,20 @@ class RankStats:
         return asdict(self)
 
 
+def summary_html(title: str, lines: list[tuple[str, str]], preview: pl.DataFrame, what: str) -> str:
+    """Render a result's summary lines as an HTML table, with the first 5 rows of *preview*."""
+    rows = "".join(
+        f"<tr><th style='text-align:left'>{html.escape(name)}</th>"
+        f"<td style='text-align:left'>{html.escape(text)}</td></tr>"
+        for name, text in lines
+    )
+    return (
+        f"<div><strong>{html.escape(title)}</strong><table>{rows}</table>"
+        f"<details><summary>{what} (first 5 rows)</summary>{preview.head(5)._repr_html_()}"
+        "</details></div>"
+    )
+
+
 def _failure_summary(failed: pl.DataFrame) -> str:
     if failed.is_empty():
         return "none"
@@ -165,14 +179,5 @@ class RankResult:
 
     def _repr_html_(self) -> str:
         s = self.stats
-        rows = "".join(
-            f"<tr><th style='text-align:left'>{html.escape(name)}</th>"
-            f"<td style='text-align:left'>{html.escape(text)}</td></tr>"
-            for name, text in self._lines()
-        )
-        title = html.escape(f"RankResult · {s.endpoint} · {s.mode}")
-        preview = self.ranked.head(5)._repr_html_()
-        return (
-            f"<div><strong>{title}</strong><table>{rows}</table>"
-            f"<details><summary>ranked (first 5 rows)</summary>{preview}</details></div>"
-        )
+        title = f"RankResult · {s.endpoint} · {s.mode}"
+        return summary_html(title, self._lines(), self.ranked, "ranked")

@@ -67,7 +67,8 @@ def check_digit(vin: str) -> str:
     >>> check_digit("4T1C11BKXNU065125")
     'X'
     """
-    upper = vin.upper()
+    # ASCII first: Unicode case mapping turns a long s (U+017F) into "S", U+FB00 into "FF".
+    upper = vin.upper() if vin.isascii() else vin
     if len(upper) != VIN_LENGTH or any(c not in TRANSLITERATION for c in upper):
         msg = f"not a 17-character VIN of the VIN alphabet (no I, O, Q): {vin!r}"
         raise ValueError(msg)
@@ -85,6 +86,8 @@ def is_valid_vin(vin: str) -> bool:
     >>> is_valid_vin("WP1BE2AY6PDA28064")  # wrong check digit
     False
     >>> is_valid_vin("WP1BE2AY5PDO28064")  # 'O' is not a VIN character
+    False
+    >>> is_valid_vin("5fnyf8h54\u017fb000197")  # a long s, upper-cased "S" by Unicode: not ASCII
     False
     """
     try:

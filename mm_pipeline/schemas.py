@@ -6,7 +6,10 @@
 - :class:`RankedMatch`: ``RankResult.ranked``.
 - :class:`FailedMatch`: ``RankResult.failed``.
 
-Validate eager frames: on a LazyFrame pandera checks only column names and dtypes.
+Validate eager frames: on a LazyFrame pandera checks only column names and dtypes. Frames as a
+user has them (a ``zip`` of integers, a price of ``"20000"``, no ``mc_location_id`` column) are
+normalised first with :func:`mm_pipeline.normalize`, as the ranking functions do:
+``PairsInput.validate(mm.normalize(pairs))``.
 
 Examples
 --------
@@ -34,6 +37,23 @@ __all__ = ["FailedMatch", "PairsInput", "RankedMatch"]
 _VIN_CHARACTERS = rf"^[{VIN_ALPHABET}]*$"
 _CONTROL = r"[\x00-\x1f\x7f]"
 
+# Column descriptions (shown, for example, in Dagster's column schemas); the API text's words.
+_VIN = "Vehicle identification number (17 characters, valid check digit)."
+_PRICE = "Asking price of the vehicle, in US dollars."
+_MILES = "Odometer reading, in miles."
+_SOURCE = "Dealer website domain, e.g. mbofaugusta.com."
+_ZIP = "Five-digit ZIP code of the dealer rooftop."
+_LOCATION = "MarketCheck location ID of the dealer rooftop (alternative to zip)."
+_VIN_SCORE = (
+    "The vehicle's market position, 400-3000: higher is newer, lower-mileage, higher-priced."
+)
+_DEALER_SCORE = "The dealer's historical affinity for the vehicle's year/make/model, 400-3000."
+_RANK = "Rank within the group (the vehicle or the dealer), 1 = best fit."
+_EXACT = "Whether vin_rank is certainly the rank one request holding the whole group would give."
+_NO_SCORE = "Always null: a failed pair has no score and no rank."
+_ERROR_CODE = "Why the pair was not ranked, e.g. dealer_not_found."
+_ERROR_MESSAGE = "What went wrong, for people; quotes the original value."
+
 
 class _Frame(pa.DataFrameModel):
     """Shared configuration: exactly the declared columns, dtypes as declared (no coercion)."""
@@ -52,12 +72,22 @@ class PairsInput(_Frame):
     neither, a multi-location dealer one of them (the API answers 422 otherwise).
     """
 
-    vin: str = pa.Field(str_length={"min_value": 17, "max_value": 17}, str_matches=_VIN_CHARACTERS)
-    price: pl.Int64 = pa.Field(gt=0)
-    miles: pl.Int64 = pa.Field(ge=0)
-    source: str = pa.Field(str_matches=r"^[^\s/]+$", str_length={"max_value": 253})
-    zip: str = pa.Field(nullable=True, str_matches=r"^\d{5}$")
-    mc_location_id: str = pa.Field(nullable=True, str_length={"max_value": 255})
+    vin: str = pa.Field(
+        str_length={"min_value": 17, "max_value": 17}, str_matches=_VIN_CHARACTERS, description=_VIN
+    )
+    price: pl.Int64 = pa.Field(gt=0, description=_PRICE)
+    miles: pl.Int64 = pa.Field(ge=0, description=_MILES)
+    source: str = pa.Field(
+        str_matches=r"^[^\s/]+$", str_length={"max_value": 253}, description=_SOURCE
+    )
+    zip: str = pa.Field(
+        nullable=True,
+        str_matches=r"^[0-9]{5}$",  # ASCII digits, not \d
+        description=_ZIP,
+    )
+    mc_location_id: str = pa.Field(
+        nullable=True, str_length={"max_value": 255}, description=_LOCATION
+    )
 
     @pa.check("vin", name="vin_check_digit")
     @classmethod
@@ -83,16 +113,16 @@ class RankedMatch(_Frame):
     ``mc_location_id`` are as given, filled in from the API's answer where the input had none.
     """
 
-    vin: str
-    price: pl.Int64 = pa.Field(gt=0)
-    miles: pl.Int64 = pa.Field(ge=0)
-    source: str
-    zip: str = pa.Field(nullable=True)
-    mc_location_id: str = pa.Field(nullable=True)
-    vin_score: pl.Float64
-    dealer_ymm_score: pl.Float64
-    vin_rank: pl.UInt32 = pa.Field(ge=1)
-    rank_exact: pl.Boolean
+    vin: str = pa.Field(description=_VIN)
+    price: pl.Int64 = pa.Field(gt=0, description=_PRICE)
+    miles: pl.Int64 = pa.Field(ge=0, description=_MILES)
+    source: str = pa.Field(description=_SOURCE)
+    zip: str = pa.Field(nullable=True, description=_ZIP)
+    mc_location_id: str = pa.Field(nullable=True, description=_LOCATION)
+    vin_score: pl.Float64 = pa.Field(description=_VIN_SCORE)
+    dealer_ymm_score: pl.Float64 = pa.Field(description=_DEALER_SCORE)
+    vin_rank: pl.UInt32 = pa.Field(ge=1, description=_RANK)
+    rank_exact: pl.Boolean = pa.Field(description=_EXACT)
 
 
 class FailedMatch(_Frame):
@@ -102,20 +132,21 @@ class FailedMatch(_Frame):
     price of ``"abc"``; the message quotes the original). ``error_code`` is one of
     ``invalid_input``, ``vin_decode_failed``, ``dealer_not_found``,
     ``multi_location_requires_zip``, ``duplicate_conflict``, ``batch_job_failed``,
-    ``ranking_failed``, or a code carried by a batch result file.
+    ``ranking_failed``, ``location_unconfirmed`` (a batch result without the rooftop id that
+    would confirm a given ``mc_location_id``), or a code carried by a batch result file.
     """
 
-    vin: str = pa.Field(nullable=True)
-    price: pl.Int64 = pa.Field(nullable=True)
-    miles: pl.Int64 = pa.Field(nullable=True)
-    source: str = pa.Field(nullable=True)
-    zip: str = pa.Field(nullable=True)
-    mc_location_id: str = pa.Field(nullable=True)
-    vin_score: pl.Float64 = pa.Field(nullable=True)
-    dealer_ymm_score: pl.Float64 = pa.Field(nullable=True)
-    vin_rank: pl.UInt32 = pa.Field(nullable=True)
-    error_code: str = pa.Field(str_matches=r"^[a-z][a-z0-9_]*$")
-    error_message: str
+    vin: str = pa.Field(nullable=True, description=_VIN)
+    price: pl.Int64 = pa.Field(nullable=True, description=_PRICE)
+    miles: pl.Int64 = pa.Field(nullable=True, description=_MILES)
+    source: str = pa.Field(nullable=True, description=_SOURCE)
+    zip: str = pa.Field(nullable=True, description=_ZIP)
+    mc_location_id: str = pa.Field(nullable=True, description=_LOCATION)
+    vin_score: pl.Float64 = pa.Field(nullable=True, description=_NO_SCORE)
+    dealer_ymm_score: pl.Float64 = pa.Field(nullable=True, description=_NO_SCORE)
+    vin_rank: pl.UInt32 = pa.Field(nullable=True, description=_NO_SCORE)
+    error_code: str = pa.Field(str_matches=r"^[a-z][a-z0-9_]*$", description=_ERROR_CODE)
+    error_message: str = pa.Field(description=_ERROR_MESSAGE)
 
     @pa.dataframe_check(name="scores_null")
     @classmethod

@@ -19,20 +19,39 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import orjson
 
 from mm_pipeline._exceptions import WebhookVerificationError
 
-__all__ = ["DEFAULT_TOLERANCE", "WebhookEvent", "WebhookVerificationError", "sign", "verify"]
+__all__ = [
+    "DEFAULT_TOLERANCE",
+    "Headers",
+    "WebhookEvent",
+    "WebhookVerificationError",
+    "sign",
+    "verify",
+]
 
 DEFAULT_TOLERANCE = 300
 """Seconds a delivery's ``X-Timestamp`` may differ from the receiver's clock, either way."""
 
 _PREFIX = "sha256="
+
+Headers: TypeAlias = (
+    Mapping[str, str] | Mapping[bytes, bytes] | Iterable[tuple[str | bytes, str | bytes]]
+)
+"""What :func:`verify` accepts as headers: a mapping (any case; ``request.headers`` of most web
+frameworks), or an iterable of ``(name, value)`` pairs of ``str`` or ``bytes`` (ASGI's
+``scope["headers"]``)."""
+
+_HEADER_SHAPES = (
+    "a mapping of header names to values, or an iterable of (name, value) pairs "
+    "(str or bytes, as in ASGI's scope['headers'])"
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,7 +95,7 @@ class WebhookEvent:
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
 
-def sign(raw_body: bytes, secret: str, timestamp: int | str) -> str:
+def sign(raw_body: bytes, secret: str | bytes, timestamp: int | str) -> str:
     """Compute the ``X-Signature`` header value for a body, as the API does.
 
     Parameters
@@ -84,7 +103,7 @@ def sign(raw_body: bytes, secret: str, timestamp: int | str) -> str:
     raw_body
         The exact bytes of the request body.
     secret
-        The ``webhook_secret`` given at submission.
+        The ``webhook_secret`` given at submission (``str`` is encoded as UTF-8).
     timestamp
         The ``X-Timestamp`` value (unix seconds).
 
@@ -99,14 +118,15 @@ def sign(raw_body: bytes, secret: str, timestamp: int | str) -> str:
     'sha256=faa4f6b6'
     """
     message = f"{timestamp}.".encode() + bytes(raw_body)
-    digest = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+    key = secret.encode() if isinstance(secret, str) else bytes(secret)
+    digest = hmac.new(key, message, hashlib.sha256).hexdigest()
     return _PREFIX + digest
 
 
 def verify(
     raw_body: bytes,
-    headers: Mapping[str, str],
-    secret: str,
+    headers: Headers,
+    secret: str | bytes,
     *,
     tolerance: float = DEFAULT_TOLERANCE,
     now: float | None = None,
@@ -118,9 +138,13 @@ def verify(
     raw_body
         The request body exactly as received (bytes; not parsed and re-encoded JSON).
     headers
-        The request headers; names are matched case-insensitively.
+        The request headers: a mapping (such as a web framework's ``request.headers``) or an
+        iterable of ``(name, value)`` pairs such as ASGI's ``scope["headers"]``; names and
+        values may be ``str`` or ``bytes`` (decoded as Latin-1, as HTTP does), names are matched
+        case-insensitively.
     secret
-        The ``webhook_secret`` given when the job was submitted.
+        The ``webhook_secret`` given when the job was submitted, as ``str`` (encoded as UTF-8)
+        or ``bytes``.
     tolerance
         Seconds the ``X-Timestamp`` may lie before or after ``now``.
     now
@@ -136,8 +160,10 @@ def verify(
     WebhookVerificationError
         When a header is missing or malformed, the signature does not match, the timestamp is
         outside the tolerance window, or the body is not a JSON event. The message says which.
+        A header given twice with different values is refused as well.
     TypeError
-        When ``raw_body`` is not bytes (a parsed or decoded body cannot be verified).
+        When ``raw_body`` is not bytes (a parsed or decoded body cannot be verified), or
+        ``headers`` or ``secret`` has none of the accepted shapes.
 
     Examples
     --------
@@ -146,6 +172,9 @@ def verify(
     ...            "X-Delivery-ID": "d-1"}
     >>> verify(body, headers, "s3cret", now=1700000010).job_id
     'j-1'
+    >>> asgi_headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    >>> verify(body, asgi_headers, b"s3cret", now=1700000010).delivery_id
+    'd-1'
     >>> try:
     ...     verify(body, headers, "wrong", now=1700000010)
     ... except WebhookVerificationError as exc:
@@ -157,9 +186,11 @@ def verify(
             f"raw_body must be the raw request bytes, not {type(raw_body).__name__}: "
             "a re-encoded body cannot be verified"
         )
+    if not isinstance(secret, str | bytes | bytearray):
+        raise TypeError(f"secret must be str or bytes, not {type(secret).__name__}")
     if not secret:
         raise ValueError("secret must be the non-empty webhook_secret given at submission")
-    lowered = {str(k).lower(): str(v) for k, v in headers.items()}
+    lowered = _lowered(headers)
     signature = lowered.get("x-signature")
     timestamp_text = lowered.get("x-timestamp")
     if signature is None:
@@ -192,6 +223,39 @@ def verify(
             "a replayed or pre-dated delivery"
         )
     return _parse_event(bytes(raw_body), timestamp, lowered.get("x-delivery-id"))
+
+
+def _lowered(headers: object) -> dict[str, str]:
+    """Return *headers* as ``{lower-case name: value}``, refusing conflicting repeats."""
+    items = getattr(headers, "items", None)  # Mappings and look-alikes (email.message, ...)
+    pairs: Iterable[object]
+    if callable(items):
+        pairs = items()
+    elif isinstance(headers, Iterable) and not isinstance(headers, str | bytes | bytearray):
+        pairs = headers
+    else:
+        raise TypeError(f"headers must be {_HEADER_SHAPES}, not {type(headers).__name__}")
+    lowered: dict[str, str] = {}
+    for pair in pairs:
+        if not (isinstance(pair, tuple | list) and len(pair) == 2):
+            raise TypeError(f"headers must be {_HEADER_SHAPES}; found an item {pair!r:.60}")
+        name, value = (_text(part) for part in pair)
+        name = name.lower()
+        if lowered.get(name, value) != value:
+            raise WebhookVerificationError(f"header {name} is given twice with different values")
+        lowered[name] = value
+    return lowered
+
+
+def _text(part: object) -> str:
+    if isinstance(part, str):
+        return part
+    if isinstance(part, bytes | bytearray | memoryview):
+        return bytes(part).decode("latin-1")
+    raise TypeError(
+        f"header names and values must be str or bytes, not {type(part).__name__} "
+        f"(headers must be {_HEADER_SHAPES})"
+    )
 
 
 def _parse_event(body: bytes, timestamp: int, delivery_id: str | None) -> WebhookEvent:

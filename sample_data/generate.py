@@ -37,6 +37,10 @@ PAIR_VEHICLES = 60
 """pairs.csv.gz pairs this many vehicles (a shuffled sample of vehicles.csv) ..."""
 CANDIDATES = (10, 150)
 """... each with this many (inclusive range) distinct candidate dealers."""
+CAPACITY_SEED = (SEED, 13)
+"""Capacities are drawn from their own generator, so the other files do not change with them."""
+_NO_CAPACITY = {"franchise": 0.12, "subdomain": 0.25, "independent": 0.2, "multi_location": 0.0}
+_CAPACITY_MEAN = {"franchise": 2.5, "subdomain": 1.0, "independent": 1.5, "multi_location": 0.0}
 
 _YEAR_CODE = dict(zip(range(2001, 2031), "123456789ABCDEFGHJKLMNPRSTVWXY", strict=True))
 _SERIAL_DIGITS = "0123456789"
@@ -75,12 +79,26 @@ def make_vehicles(rng: np.random.Generator, count: int) -> pl.DataFrame:
     return pl.DataFrame({"vin": vehicles["vin"], "price": price, "miles": miles})
 
 
+def capacities(kinds: pl.Series) -> pl.Series:
+    """Vehicles each rooftop takes today: a few for most, none for some (12-25 %), 8-15 for
+    about 1 in 12, 8-30 for the multi-location chains."""
+    rng = np.random.default_rng(CAPACITY_SEED)
+    n = kinds.len()
+    kind = kinds.to_list()
+    few = 1 + rng.poisson([_CAPACITY_MEAN[k] for k in kind])
+    none = rng.random(n) < np.array([_NO_CAPACITY[k] for k in kind])
+    more = rng.random(n) < 1 / 12
+    chain = np.array([k == "multi_location" for k in kind])
+    value = np.where(none, 0, np.where(more, rng.integers(8, 16, n), few))
+    return pl.Series("capacity", np.where(chain, rng.integers(8, 31, n), value), pl.Int64)
+
+
 def make_dealers(market: Market, rng: np.random.Generator, count: int) -> pl.DataFrame:
     """Rooftops of the universe: the published ones first, 4 of each multi-location source, then
     single-location ones; the last 10 give only ``mc_location_id`` (no zip), as do two
-    multi-location rows; six more give both."""
+    multi-location rows; six more give both. ``capacity`` is what each takes today."""
     universe = market.dealers.with_row_index("_i").select(
-        "_i", "source", "zip", "mc_location_id", "multi_location"
+        "_i", "source", "zip", "mc_location_id", "multi_location", "kind"
     )
     published = pl.DataFrame(
         [(s, z) for s, z, *_ in PUBLISHED_DEALERS], schema=["source", "zip"], orient="row"
@@ -100,7 +118,8 @@ def make_dealers(market: Market, rng: np.random.Generator, count: int) -> pl.Dat
     both = row.is_in([4, 8, 12, 30, 31, 32])
     return (
         pl.concat([published, multi, rest])
-        .select("source", "zip", "mc_location_id")
+        .with_columns(capacities(pl.concat([published, multi, rest])["kind"]))
+        .select("source", "zip", "mc_location_id", "capacity")
         .with_columns(
             zip=pl.when(~id_only).then("zip"),
             mc_location_id=pl.when(id_only | both).then("mc_location_id"),
@@ -150,7 +169,9 @@ def make_acquisitions(
             zip=pl.lit(zip_code, pl.String),
             mc_location_id=pl.lit(location, pl.String),
         )
-        for source, zip_code, location in chosen.iter_rows()
+        for source, zip_code, location in chosen.select(
+            "source", "zip", "mc_location_id"
+        ).iter_rows()
     ]
     return pl.concat(frames).select("source", "zip", "mc_location_id", "vin", "price", "miles")
 

@@ -13,6 +13,11 @@ Fixtures
     An ``httpx.Client`` on ``clean_sandbox`` with account A's key as the ``api_key`` parameter.
 ``webhook_receiver``
     A tiny local HTTP server recording every POST; ``statuses`` scripts its answers.
+``trickle_server``
+    A raw-socket HTTP server on loopback that answers every request with its headers at once,
+    then its body one byte every 0.4 s; it records each request and each client that gave up.
+``unwritable_dir``
+    An existing directory that refuses new files, even to root.
 
 Helpers: :func:`csv_gz` builds an upload, :func:`wait_until` polls a condition with a deadline,
 :func:`make_vins` makes distinct decodable VINs from :data:`PUBLISHED_VINS`.
@@ -20,13 +25,19 @@ Helpers: :func:`csv_gz` builds an upload, :func:`wait_until` polls a condition w
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import http.server
+import os
+import select
+import socket
 import ssl
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -192,6 +203,112 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@dataclass
+class TrickleServer:
+    """A loopback HTTP server whose answers trickle: headers at once, then 1 byte every 0.4 s."""
+
+    base_url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    """Extra response headers (besides ``Content-Length: 1000`` and a JSON content type)."""
+    requests: list[str] = field(default_factory=list)
+    """The request line of every request received."""
+    abandoned: list[str] = field(default_factory=list)
+    """The request line of every request whose client closed the connection mid-answer."""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@pytest.fixture
+def trickle_server() -> Iterator[TrickleServer]:
+    """A server that never finishes an answer in reasonable time (a trickling body)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    server = TrickleServer(base_url=f"http://127.0.0.1:{listener.getsockname()[1]}")
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+
+    def answer(conn: socket.socket) -> None:
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                head += data
+            line = head.split(b"\r\n", 1)[0].decode()
+            with server.lock:
+                server.requests.append(line)
+                extra = "".join(f"{k}: {v}\r\n" for k, v in server.headers.items())
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                + extra.encode()
+                + b"Content-Length: 1000\r\n\r\n"
+            )
+            for _ in range(1000):
+                if stop.is_set():
+                    return
+                readable, _, _ = select.select([conn], [], [], 0.4)  # the server's pace
+                try:
+                    gone = bool(readable) and not conn.recv(65536)
+                    if not gone:
+                        conn.sendall(b" ")
+                except OSError:
+                    gone = True
+                if gone:
+                    with server.lock:
+                        server.abandoned.append(line)
+                    return
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            thread = threading.Thread(target=answer, args=(conn,), daemon=True)
+            threads.append(thread)
+            thread.start()
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    try:
+        yield server
+    finally:
+        stop.set()
+        with contextlib.suppress(OSError):  # wakes the thread blocked in accept()
+            listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+        acceptor.join(5)
+        for thread in threads:
+            thread.join(5)
+
+
+@pytest.fixture
+def unwritable_dir(tmp_path: Path) -> Iterator[Path]:
+    """An existing directory in which no file can be created, whoever runs the tests.
+
+    Not root: a directory of mode 0555. Root (whom modes do not stop): ``/sys``, which refuses
+    new files to root too (sysfs; read-only in containers). A probe proves the refusal.
+    """
+    if os.geteuid() != 0:
+        folder = tmp_path / "read-only"
+        folder.mkdir()
+        folder.chmod(0o555)
+    else:
+        folder = Path("/sys")
+    probe = folder / f"mm-probe-{uuid.uuid4().hex}"
+    try:
+        probe.touch(exist_ok=False)
+    except OSError:
+        pass
+    else:
+        probe.unlink()
+        pytest.fail(f"{folder} accepted a new file; no unwritable directory on this machine")
+    try:
+        yield folder
+    finally:
+        if folder.is_relative_to(tmp_path):
+            folder.chmod(0o755)
 
 
 def server_jobs(sb: Sandbox, key: str | None = None) -> list[dict[str, Any]]:

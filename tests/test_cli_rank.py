@@ -99,13 +99,32 @@ def test_invalid_rows_raise_or_fail(clean_sandbox: Sandbox, tmp_path: Path) -> N
     raised = _run(clean_sandbox, "dealers", str(source), str(out), "--mode", "online")
     assert raised.exit_code == 1
     assert "InvalidInputError" in raised.output
-    assert "row 2" in raised.output
+    # The third data row is line 4 of the file (the header is line 1); the hint names the flag.
+    assert "line 4: price must be a positive whole number (got -5)" in raised.output
+    assert "row 2" not in raised.output
+    assert "pass --on-invalid fail to" in raised.output
+    assert "on_invalid=" not in raised.output
     assert "Traceback" not in raised.output
     failed = _run(clean_sandbox, "dealers", str(source), str(out), "--on-invalid", "fail")
     assert failed.exit_code == 0, failed.output
     failed_rows = read_pairs(failed_path(out))
     assert failed_rows["error_code"].to_list() == ["invalid_input"]
+    assert failed_rows["error_message"].to_list() == [
+        "line 4: price must be a positive whole number (got -5)"
+    ]
     assert read_pairs(out).height == 14
+
+
+def test_parquet_input_keeps_row_numbers(clean_sandbox: Sandbox, tmp_path: Path) -> None:
+    """A Parquet file has no lines: messages name 0-based rows, as the library does."""
+    pairs = _zero_zip_pairs().with_columns(
+        pl.when(pl.int_range(pl.len()) == 2).then(-5).otherwise(pl.col("price")).alias("price")
+    )
+    source = tmp_path / "pairs.parquet"
+    pairs.write_parquet(source)
+    raised = _run(clean_sandbox, "dealers", str(source), str(tmp_path / "ranked.csv"))
+    assert raised.exit_code == 1
+    assert "row 2: price must be a positive whole number" in raised.output
 
 
 def test_unknown_extension_is_a_usage_error(clean_sandbox: Sandbox, tmp_path: Path) -> None:

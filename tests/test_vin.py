@@ -56,10 +56,22 @@ def test_forbidden_letters_are_invalid(letter: str) -> None:
         check_digit(vin)
 
 
-@pytest.mark.parametrize("vin", ["", "WP1BE2AY5PDA2806", "WP1BE2AY5PDA280644", "WP1BE2AY5PDA2806é"])
+@pytest.mark.parametrize(
+    "vin",
+    [
+        "",
+        "WP1BE2AY5PDA2806",
+        "WP1BE2AY5PDA280644",
+        "WP1BE2AY5PDA2806é",
+        "WP1BE2AY5PDA2806\uff14",  # a fullwidth 4
+        "5fnyf8h54\u017fb000197",  # a long s: "S" once upper-cased by Unicode rules
+        "5FNYF8H54\ufb00000197",  # the "ff" ligature: 16 characters, 17 once upper-cased
+    ],
+)
 def test_wrong_length_or_non_ascii_is_invalid(vin: str) -> None:
-    """Anything but 17 characters of the alphabet is invalid."""
+    """Anything but 17 ASCII characters of the alphabet is invalid, by both checks."""
     assert not is_valid_vin(vin)
+    assert not pl.select(vin_is_valid(pl.lit(vin))).item()
 
 
 def test_wrong_check_digit_is_invalid() -> None:

@@ -46,6 +46,7 @@ from mm_pipeline._online._refusals import (
 )
 from mm_pipeline._plan import Endpoint
 from mm_pipeline._progress import Progress
+from mm_pipeline._rows import row_name
 
 if TYPE_CHECKING:
     from mm_pipeline._client import Session
@@ -105,8 +106,8 @@ def absorb(
             record.fail(
                 [p],
                 "duplicate_conflict",
-                f"names the same rooftop as input row {keys.rows[twin]} (as the API resolved "
-                "it), which the API ranks once per request; see that row's rank",
+                f"names the same rooftop as input {row_name(keys.rows[twin])} (as the API "
+                "resolved it), which the API ranks once per request; see that row's rank",
                 contradiction=False,
             )
     return ranked

@@ -7,7 +7,8 @@ operations. Answers of groups sent whole are appended to an :class:`EchoLog` ins
 positions are answered nowhere else) and scattered into the columns at the end.
 
 :meth:`Record.fail` is the one place where a reason -- our words or the server's text -- becomes
-a failed pair's ``error_message``.
+a failed pair's ``error_message``; :meth:`Record.frames` scrubs the API key from every code,
+message and answered text on its way into the frames.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import polars as pl
 
 from mm_pipeline._frames import FAILED_SCHEMA, RANKED_SCHEMA, ROW
+from mm_pipeline._redact import redact_series
 
 __all__ = ["Counters", "EchoLog", "OnlineOutcome", "Record"]
 
@@ -180,8 +182,9 @@ class Record:
             vin_score=pl.lit(None, pl.Float64),
             dealer_ymm_score=pl.lit(None, pl.Float64),
             vin_rank=pl.lit(None, pl.UInt32),
-            error_code=codes.gather(failed_at),
-            error_message=at(self.error_message, pl.String(), [], rows=failed_at),
+            # Codes and messages may be the server's (failed_items): scrubbed of the API key.
+            error_code=redact_series(codes.gather(failed_at), replacement="redacted"),
+            error_message=redact_series(at(self.error_message, pl.String(), [], rows=failed_at)),
         )
         return (
             ranked.select(*RANKED_SCHEMA.names(), ROW),
@@ -190,5 +193,5 @@ class Record:
 
 
 def _cleaned(values: pl.Series) -> pl.Series:
-    """Answered strings trimmed, blank as null."""
-    return values.str.strip_chars().replace("", None)
+    """Answered strings trimmed, blank as null, without the API key (server text)."""
+    return redact_series(values.str.strip_chars().replace("", None))

@@ -32,9 +32,11 @@ import polars as pl
 from mm_pipeline._answers import decoder
 from mm_pipeline._exceptions import (
     AuthenticationError,
+    Hint,
     MarketMatchError,
     PermissionDeniedError,
     QuotaExhaustedError,
+    TransportError,
 )
 from mm_pipeline._frames import (
     DEALER_FIELDS,
@@ -62,6 +64,9 @@ OnRequestFailed = Literal["raise", "fail"]
 _log = get_logger("mm_pipeline.online")
 #: Errors about the account, not the request: they stop the run even with on_request_failed="fail".
 _ACCOUNT_ERRORS = (AuthenticationError, PermissionDeniedError, QuotaExhaustedError)
+#: Transport failures that say the API cannot be reached at all, for any group.
+_UNREACHABLE = frozenset({"ConnectError", "ConnectTimeout"})
+_FAIL_REQUEST = Hint(argument="on_request_failed='fail'", flag="--on-request-failed fail")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -188,6 +193,34 @@ async def _rank_group(
     )
 
 
+def _explain_stop(
+    error: MarketMatchError,
+    *,
+    group_pairs: int,
+    groups_left: tuple[int, int],
+    pairs_left: tuple[int, int],
+) -> None:
+    """Note on ``error`` what a stopped run left undone, and suggest ``on_request_failed='fail'``.
+
+    The suggestion is left out where it cannot help: errors about the account stop the run
+    anyway, and an API that cannot be reached will not rank the other groups either.
+    """
+    note = (
+        f"mm_pipeline: ranking stopped because a request failed after retries; no partial "
+        f"result is returned. The failing group has {group_pairs:,} pairs; "
+        f"{groups_left[0]:,} of {groups_left[1]:,} groups ({pairs_left[0]:,} of "
+        f"{pairs_left[1]:,} pairs) were not completed."
+    )
+    unreachable = isinstance(error, TransportError) and error.kind in _UNREACHABLE
+    if not isinstance(error, _ACCOUNT_ERRORS) and not unreachable:
+        note += (
+            f" Pass {_FAIL_REQUEST.argument} to rank the other groups and list these pairs with "
+            f"the failed ones (error_code 'ranking_failed')."
+        )
+        error.hints = (*error.hints, _FAIL_REQUEST)
+    error.add_note(note)
+
+
 def _count(counters: Counters, result: GroupRanking, *, merged: bool, pairs: int) -> None:
     """Add a ranked group's figures to the run's counters."""
     if merged:
@@ -304,14 +337,11 @@ async def rank_online(
                 raise group.exceptions[0] from None
             number = stops[0].group
             error = stops[0].error
-            error.add_note(
-                f"mm_pipeline: ranking stopped because a request failed after retries; no "
-                f"partial result is returned. The failing group has "
-                f"{len(groups[number]) + len(pre_groups[number]):,} pairs; "
-                f"{len(groups) - counters.groups_done:,} of {len(groups):,} groups "
-                f"({pairs.height - counters.pairs_done:,} of {pairs.height:,} pairs) were not "
-                f"completed. Pass on_request_failed='fail' to rank the other groups and get "
-                f"these pairs in result.failed (error_code 'ranking_failed')."
+            _explain_stop(
+                error,
+                group_pairs=len(groups[number]) + len(pre_groups[number]),
+                groups_left=(len(groups) - counters.groups_done, len(groups)),
+                pairs_left=(pairs.height - counters.pairs_done, pairs.height),
             )
             raise error from None
         ranked, failed = record.frames(pairs, rankings)

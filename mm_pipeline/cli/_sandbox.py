@@ -6,18 +6,18 @@ from pathlib import Path
 
 import click
 
-from mm_pipeline.sandbox import DEMO_API_KEY, FAULT_KINDS, SandboxConfig, serve
+from mm_pipeline.sandbox import DEMO_API_KEY, FAULT_KINDS, SandboxConfig
 from mm_pipeline.sandbox._faults import DEFAULT_RANDOM_KINDS, parse_fault_kind
 
 __all__ = ["sandbox"]
 
 
-@click.group()
+@click.group(short_help="Run the local MarketMatch sandbox (an API emulator).")
 def sandbox() -> None:
     """Run the local MarketMatch sandbox (an emulator of the published API)."""
 
 
-@sandbox.command("serve")
+@sandbox.command("serve", short_help="Serve the sandbox until Ctrl-C or SIGTERM.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8765, show_default=True, type=int, help="Port (0: a free one).")
 @click.option(
@@ -123,6 +123,10 @@ def serve_command(
             click.echo(f"Demo API key: {DEMO_API_KEY}")
         click.echo("Press Ctrl-C to stop.")
 
+    try:
+        from mm_pipeline.sandbox import serve  # noqa: PLC0415 (the server stack: extra sandbox)
+    except ImportError as exc:
+        raise click.ClickException(str(exc)) from None
     try:
         serve(config, host=host, port=port, echo=announce, access_log=not quiet)
     except OSError as exc:

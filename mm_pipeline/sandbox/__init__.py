@@ -21,10 +21,14 @@ Examples
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from mm_pipeline.sandbox._accounts import DEMO_API_KEY
 from mm_pipeline.sandbox._config import SandboxConfig, SandboxOptions
 from mm_pipeline.sandbox._faults import FAULT_KINDS, FaultKind
-from mm_pipeline.sandbox._server import Sandbox, running, serve
+
+if TYPE_CHECKING:
+    from mm_pipeline.sandbox._server import Sandbox, running, serve
 
 __all__ = [
     "DEMO_API_KEY",
@@ -36,3 +40,27 @@ __all__ = [
     "running",
     "serve",
 ]
+
+_SERVER_NAMES = frozenset({"Sandbox", "running", "serve"})
+_EXTRA_MODULES = frozenset({"starlette", "uvicorn", "python_multipart", "multipart", "zipcodes"})
+"""What the ``sandbox`` extra installs (by import name): the server stack and the ZIP data."""
+
+
+def __getattr__(name: str) -> Any:
+    # The server loads on first use: `mm-pipeline --help` and the client need none of its stack.
+    if name not in _SERVER_NAMES:
+        raise AttributeError(f"module 'mm_pipeline.sandbox' has no attribute {name!r}")
+    try:
+        from mm_pipeline.sandbox import _server  # noqa: PLC0415
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] not in _EXTRA_MODULES:
+            raise
+        raise ImportError(
+            f"the MarketMatch sandbox needs its server stack ({exc.name} is not installed): "
+            "pip install 'mm-pipeline[sandbox]'"
+        ) from exc
+    return getattr(_server, name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -5,8 +5,8 @@ Every API request goes through the same gate, after the configured latency, in t
 1. authentication (401 missing/unknown ``api_key``, 403 key without MarketMatch access);
 2. the account's token bucket (429 ``API rate limit exceeded``) and monthly quota
    (429 ``Monthly API quota exhausted``);
-3. fault injection (random or targeted: a 429/500/502/503, a dropped connection or a slow
-   response);
+3. fault injection (random or targeted: a 429/500/502/503, a dropped connection, a slow
+   response, or an answer quoting the key back);
 4. one call is counted against the quota, and the endpoint runs.
 
 Every response, errors included, carries the six ``RateLimit-*``/``Quota-*`` headers (requests
@@ -28,12 +28,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
 from mm_pipeline.sandbox._accounts import Account, Limits
 from mm_pipeline.sandbox._control import control_routes
-from mm_pipeline.sandbox._faults import DOWNLOAD_KINDS, FaultKind
+from mm_pipeline.sandbox._faults import SERVED_KINDS, FaultKind
 from mm_pipeline.sandbox._jobs import MAX_DOWNLOADS, BatchError, Download
 from mm_pipeline.sandbox._market import Ranked, RankOutcome
 from mm_pipeline.sandbox._openapi import openapi_document
@@ -239,7 +239,7 @@ class _Api:
             await asyncio.sleep(self.slow)
         elif fault == "drop":
             return _DropConnection()
-        elif fault is not None and fault not in DOWNLOAD_KINDS:
+        elif fault is not None and fault not in SERVED_KINDS:
             return self._fault(fault, admission.limits)
         limits = accounts.spend(account)
         try:
@@ -274,7 +274,7 @@ class _Api:
             vin, dealers = parse_dealers_request(body)
         except InvalidRequestError as exc:
             raise ApiError(400, exc.message) from None
-        return _ranking(self.state.market.rank_dealers(vin, dealers))
+        return _ranking(self.state.market.rank_dealers(vin, dealers), _echo(request, fault))
 
     async def vins_rank(
         self, request: Request, account: Account, fault: FaultKind | None
@@ -284,7 +284,7 @@ class _Api:
             dealer, vins = parse_vins_request(body)
         except InvalidRequestError as exc:
             raise ApiError(400, exc.message) from None
-        return _ranking(self.state.market.rank_vins(dealer, vins))
+        return _ranking(self.state.market.rank_vins(dealer, vins), _echo(request, fault))
 
     # -- batch -------------------------------------------------------------------------------
 
@@ -407,6 +407,8 @@ class _Api:
         else:
             message = str(exc.detail)
         headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request)
         headers.update(self._peek(request).headers())
         return error_response(exc.status_code, message, headers=headers)
 
@@ -417,6 +419,21 @@ class _Api:
     def _peek(self, request: Request) -> Limits:
         accounts = self.state.accounts
         return accounts.peek(accounts.lookup(request.query_params.get("api_key")))
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at the request's path (Starlette names only the first's)."""
+    routes = request.app.router.routes
+    return ", ".join(
+        sorted(
+            {
+                method
+                for route in routes
+                if isinstance(route, Route) and route.matches(request.scope)[0] != Match.NONE
+                for method in route.methods or ()
+            }
+        )
+    )
 
 
 async def _read_json_body(request: Request) -> bytes:
@@ -431,11 +448,18 @@ async def _read_json_body(request: Request) -> bytes:
     return bytes(body)
 
 
-def _ranking(outcome: RankOutcome) -> Response:
+def _echo(request: Request, fault: FaultKind | None) -> str | None:
+    """Return the request's API key when the ``echo_key`` fault asks to quote it back."""
+    return request.query_params.get("api_key") if fault == "echo_key" else None
+
+
+def _ranking(outcome: RankOutcome, echo: str | None = None) -> Response:
     if isinstance(outcome, Ranked):
-        return _json(
-            {"ranked_matches": outcome.ranked_matches, "failed_items": outcome.failed_items}
-        )
+        failed = outcome.failed_items
+        if echo is not None:
+            message = f"VIN could not be decoded (request key {echo})"
+            failed = [item | {"error_message": message} for item in failed]
+        return _json({"ranked_matches": outcome.ranked_matches, "failed_items": failed})
     extra = {
         name: value
         for name in ("failed_vins", "missing_dealers", "multi_location_sources")

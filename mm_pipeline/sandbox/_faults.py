@@ -8,7 +8,9 @@ Two sources decide whether a request is answered with a fault instead of its rea
   probability ``rate`` it gets one of ``kinds`` (uniformly).
 
 The download faults (``corrupt_download``, ``truncate_download``) only ever apply to the download
-endpoint; the other kinds apply to any API request.
+endpoint; the other kinds apply to any API request. ``echo_key`` serves the request normally but
+quotes its API key in each ``failed_items[].error_message`` of a ranking answer (a server that
+echoes what it was sent), so tests can prove such text is redacted.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ __all__ = [
     "DEFAULT_RANDOM_KINDS",
     "DOWNLOAD_KINDS",
     "FAULT_KINDS",
+    "SERVED_KINDS",
     "FaultKind",
     "FaultPlan",
     "PendingFault",
@@ -39,9 +42,12 @@ FaultKind = Literal[
     "slow",
     "corrupt_download",
     "truncate_download",
+    "echo_key",
 ]
 FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
 DOWNLOAD_KINDS: frozenset[FaultKind] = frozenset({"corrupt_download", "truncate_download"})
+SERVED_KINDS: frozenset[FaultKind] = DOWNLOAD_KINDS | {"slow", "echo_key"}
+"""Kinds whose request is still served by its endpoint (which may alter the answer)."""
 DEFAULT_RANDOM_KINDS: tuple[FaultKind, ...] = (
     "429",
     "429_no_retry_after",
@@ -63,7 +69,7 @@ def parse_fault_kind(value: object) -> FaultKind:
     >>> parse_fault_kind("teapot")
     Traceback (most recent call last):
     ...
-    ValueError: unknown fault kind 'teapot'; expected one of: 429, 429_no_retry_after, 500, 502, 503, drop, slow, corrupt_download, truncate_download
+    ValueError: unknown fault kind 'teapot'; expected one of: 429, 429_no_retry_after, 500, 502, 503, drop, slow, corrupt_download, truncate_download, echo_key
     """  # noqa: E501
     for kind in FAULT_KINDS:
         if value == kind:

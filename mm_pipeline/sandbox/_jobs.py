@@ -25,6 +25,7 @@ import gzip
 import hashlib
 import logging
 import os
+import re
 import shutil
 import threading
 import time
@@ -41,6 +42,7 @@ import orjson
 import polars as pl
 
 __all__ = [
+    "CURSOR_PATTERN",
     "ERROR_COLUMN",
     "MAX_DOWNLOADS",
     "REQUIRED_COLUMNS",
@@ -636,12 +638,27 @@ def _parse_rows(rows: str | None) -> int:
     return page
 
 
+CURSOR_PATTERN = "^[A-Za-z0-9_-]+$"
+"""What :func:`_encode_cursor` writes (unpadded base64url); the OpenAPI document's pattern."""
+_CURSOR = re.compile(CURSOR_PATTERN)
+
+
 def _encode_cursor(seq: int) -> str:
     return base64.urlsafe_b64encode(orjson.dumps({"after": seq})).decode().rstrip("=")
 
 
 def _decode_cursor(cursor: str) -> int:
-    """Return the sequence number a cursor points after (``invalid_parameter`` if malformed)."""
+    """Return the sequence number a cursor points after (``invalid_parameter`` if malformed).
+
+    A cursor is unpadded base64url (as the OpenAPI document's pattern says): other characters
+    are refused, not skipped, and so is an empty cursor.
+    """
+    if not cursor:
+        raise BatchError(
+            "invalid_parameter", "Malformed cursor: empty (omit it for the first page)"
+        )
+    if not _CURSOR.fullmatch(cursor):
+        raise BatchError("invalid_parameter", "Malformed cursor")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         after = orjson.loads(raw)["after"]

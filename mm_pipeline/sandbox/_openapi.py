@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from mm_pipeline.sandbox._jobs import CURSOR_PATTERN
+
 __all__ = ["openapi_document"]
 
 _JSON = "application/json"
@@ -375,7 +377,11 @@ def openapi_document() -> dict[str, Any]:
                             "name": "cursor",
                             "in": "query",
                             "required": False,
-                            "schema": {"type": "string"},
+                            "description": (
+                                "Opaque cursor from a previous response's next_cursor; omit it "
+                                "for the first page (an empty cursor is malformed)"
+                            ),
+                            "schema": {"type": "string", "minLength": 1, "pattern": CURSOR_PATTERN},
                         },
                     ],
                     "responses": {

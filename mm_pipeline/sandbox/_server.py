@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import signal
 import socket
@@ -69,11 +70,16 @@ def _uvicorn_config(state: SandboxState, *, log_level: str, access_log: bool) ->
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactingFilter) for f in logger.filters):
             logger.addFilter(RedactingFilter())
+    # uvicorn's own logging, except that access lines go to stderr with the other log lines:
+    # stdout carries only what ``serve`` announces (its URL, the demo key).
+    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    log_config["handlers"]["access"]["stream"] = "ext://sys.stderr"
     return uvicorn.Config(
         create_app(state),
         http=_protocol_class(),
         lifespan="off",
         log_level=log_level,
+        log_config=log_config,
         access_log=access_log,
         timeout_graceful_shutdown=2,
         server_header=False,

@@ -40,7 +40,9 @@ class SandboxState:
         self.api_key = next(k for k, a in key_accounts.items() if a.access)
         self.faults = FaultPlan(rate=config.fault_rate, kinds=config.fault_kinds, seed=config.seed)
         self.webhooks = WebhookDispatcher(
-            retry_delays=config.webhook_retry_delays, timeout=config.webhook_timeout
+            retry_delays=config.webhook_retry_delays,
+            timeout=config.webhook_timeout,
+            allow_local=config.allow_local_webhooks,
         )
         self._own_root = config.state_dir is None
         self.root = (

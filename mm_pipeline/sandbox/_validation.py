@@ -7,7 +7,8 @@ What the sandbox accepts (anything else is a 400 naming every offending field):
   or ``failed_items``);
 * ``price``: a positive integer; ``miles``: a non-negative integer. A JSON number with an integral
   value (``20000.0``) is accepted as that integer; ``true``/``false`` and strings are not numbers;
-* ``source``: a non-empty string; ``zip`` (optional): a string of exactly 5 characters;
+* ``source``: a non-empty string; ``zip`` (optional): a string of exactly 5 ASCII digits (a US
+  ZIP code; fullwidth or other non-ASCII digits are refused, as in a batch file);
   ``mc_location_id`` (optional): a non-empty string. ``null`` for an optional field means absent;
 * ``dealers``: 1-100 dealer objects (``/dealers/rank``); ``vins``: 1-20 vehicle objects
   (``/vins/rank``).
@@ -15,6 +16,7 @@ What the sandbox accepts (anything else is a 400 naming every offending field):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -34,6 +36,7 @@ MAX_DEALERS = 100
 MAX_VINS = 20
 _MAX_REPORTED = 10
 _INT64_MAX = 2**63 - 1
+_ZIP = re.compile(r"[0-9]{5}")  # not \d, which matches any Unicode digit
 
 
 class InvalidRequestError(Exception):
@@ -158,8 +161,8 @@ def _dealer_spec(value: object, path: str, errors: _Errors) -> DealerSpec:
     spec["source"] = source
     zip_code = value.get("zip")
     if zip_code is not None:
-        if not isinstance(zip_code, str) or len(zip_code) != 5:
-            errors.add(f"{path}.zip must be a string of exactly 5 characters")
+        if not isinstance(zip_code, str) or not _ZIP.fullmatch(zip_code):
+            errors.add(f"{path}.zip must be a string of exactly 5 digits 0-9")
         spec["zip"] = zip_code
     location = value.get("mc_location_id")
     if location is not None:

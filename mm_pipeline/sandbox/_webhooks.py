@@ -10,6 +10,12 @@ A delivery is a POST of the event's JSON body with these headers:
 
 Timeouts, connection errors, 408, 429 and 5xx are retried after each of ``retry_delays`` seconds;
 any other status ends the delivery (2xx delivered, other 4xx/3xx failed permanently).
+
+The URL is checked at submission and again before every attempt (DNS rebinding): the host is
+resolved afresh, the same policy applies (:func:`check_webhook_url`), and the request is sent to
+the address that was checked (the URL's host stays in ``Host`` and TLS's SNI and certificate
+check), so a name that now resolves to a private or loopback address is refused (the attempt is
+recorded as ``refused: <why>``, and the delivery fails without further retries).
 """
 
 from __future__ import annotations
@@ -24,19 +30,22 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import Any, Literal, TypeAlias
+from urllib.parse import SplitResult, urlsplit
 
 import httpx
 import orjson
 
 from mm_pipeline.sandbox._jobs import WebhookRequest
 
-__all__ = ["Delivery", "WebhookDispatcher", "check_webhook_url", "signature"]
+__all__ = ["Delivery", "WebhookDispatcher", "check_webhook_url", "resolve_webhook_url", "signature"]
 
 log = logging.getLogger("mm_pipeline.sandbox")
 
 _RETRY_STATUSES = frozenset({408, 429})
+_REFUSED = "refused: "
+
+Address: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:
@@ -67,42 +76,79 @@ def check_webhook_url(url: str, *, allow_local: bool = False) -> str | None:
     'webhook_url must not target a loopback, private, link-local or reserved address'
     >>> check_webhook_url("http://127.0.0.1:8000/hooks", allow_local=True)
     """
+    problem, _ = resolve_webhook_url(url, allow_local=allow_local)
+    return problem
+
+
+def resolve_webhook_url(url: str, *, allow_local: bool) -> tuple[str | None, list[Address]]:
+    """Resolve *url*'s host now and apply :func:`check_webhook_url`'s policy to the result.
+
+    Returns
+    -------
+    tuple
+        ``(why not, [])`` when *url* is not acceptable now, else ``(None, addresses)``: the
+        checked addresses to connect to, in resolver order.
+    """
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        return "webhook_url is not a valid URL"
+        return "webhook_url is not a valid URL", []
     host = parts.hostname
     if parts.scheme not in ("https", "http") or not host:
-        return "webhook_url must be an absolute https URL"
+        return "webhook_url must be an absolute https URL", []
     addresses = _resolve(host, port or 443)
     if not addresses:
-        return f"webhook_url host {host!r} does not resolve"
-    problem = None
-    if any(a.is_multicast or a.is_unspecified for a in addresses):
-        problem = "webhook_url must not target a multicast or unspecified address"
-    elif parts.scheme == "http" and not (allow_local and all(a.is_loopback for a in addresses)):
-        problem = "webhook_url must use https"
-    elif not allow_local and not all(a.is_global for a in addresses):
-        problem = "webhook_url must not target a loopback, private, link-local or reserved address"
-    return problem
+        return f"webhook_url host {host!r} does not resolve", []
+    problem = _policy(parts, addresses, allow_local=allow_local)
+    return (problem, []) if problem else (None, addresses)
 
 
-def _resolve(host: str, port: int) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    """Resolve *host*; an IPv6 address embedding an IPv4 one counts as both (SSRF bypasses)."""
+def _policy(parts: SplitResult, addresses: list[Address], *, allow_local: bool) -> str | None:
+    """Why these resolved *addresses* are not an acceptable target, or None."""
+    every = set(addresses) | {v4 for a in addresses for v4 in _embedded_ipv4(a)}
+    if any(a.is_multicast or a.is_unspecified for a in every):
+        return "webhook_url must not target a multicast or unspecified address"
+    if parts.scheme == "http" and not (allow_local and all(a.is_loopback for a in every)):
+        return "webhook_url must use https"
+    if not allow_local and not all(a.is_global for a in every):
+        return "webhook_url must not target a loopback, private, link-local or reserved address"
+    return None
+
+
+def _resolve(host: str, port: int) -> list[Address]:
+    """Resolve *host* to its distinct addresses, in resolver order (the seam tests replace).
+
+    An IPv6 address embedding an IPv4 one is checked as both (SSRF bypasses), see
+    :func:`_policy`.
+    """
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
-        return set()
-    addresses = {ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos}
-    return addresses | {v4 for a in addresses for v4 in _embedded_ipv4(a)}
+        return []
+    return list(dict.fromkeys(ipaddress.ip_address(str(i[4][0]).split("%")[0]) for i in infos))
+
+
+def _pinned(url: str, address: Address) -> tuple[httpx.URL, dict[str, str], dict[str, Any]]:
+    """Return *url* aimed at the checked *address*, its ``Host`` header and request extensions.
+
+    The request then connects to *address* without resolving the name again, while ``Host``,
+    TLS SNI and the certificate check still use the URL's host name.
+    """
+    original = httpx.URL(url)
+    host = original.raw_host.decode("ascii")
+    return (
+        original.copy_with(host=str(address)),
+        {"Host": original.netloc.decode("ascii")},
+        {"sni_hostname": host},
+    )
 
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 def _embedded_ipv4(
-    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+    address: Address,
 ) -> list[ipaddress.IPv4Address]:
     """IPv4 addresses an IPv6 one reaches through mapping, 6to4, Teredo or NAT64."""
     if not isinstance(address, ipaddress.IPv6Address):
@@ -146,11 +192,20 @@ class WebhookDispatcher:
         Seconds to wait before each retry; ``len(retry_delays) + 1`` attempts at most.
     timeout
         Seconds per attempt.
+    allow_local
+        The submission policy's ``allow_local``, applied again before every attempt.
     """
 
-    def __init__(self, *, retry_delays: Sequence[float] = (1, 2, 4, 8, 16), timeout: float = 10.0):
+    def __init__(
+        self,
+        *,
+        retry_delays: Sequence[float] = (1, 2, 4, 8, 16),
+        timeout: float = 10.0,
+        allow_local: bool = False,
+    ):
         self._delays = tuple(retry_delays)
         self._timeout = timeout
+        self._allow_local = allow_local
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -220,10 +275,16 @@ class WebhookDispatcher:
                 log.info("webhook %s attempt %d: %s", delivery.delivery_id, attempt + 1, outcome)
         delivery.outcome = "failed"
 
-    @staticmethod
     def _attempt(
-        client: httpx.Client, request: WebhookRequest, delivery: Delivery, body: bytes
+        self, client: httpx.Client, request: WebhookRequest, delivery: Delivery, body: bytes
     ) -> str:
+        problem, addresses = resolve_webhook_url(request.url, allow_local=self._allow_local)
+        if problem is not None:
+            if not addresses and problem.endswith("does not resolve"):
+                return "error: " + problem  # DNS trouble may pass: retried
+            log.warning("webhook %s refused at send time: %s", delivery.delivery_id, problem)
+            return _REFUSED + problem
+        url, host_header, extensions = _pinned(request.url, addresses[0])
         timestamp = int(time.time())
         headers = {
             "Content-Type": "application/json",
@@ -231,11 +292,12 @@ class WebhookDispatcher:
             "X-Timestamp": str(timestamp),
             "X-Delivery-ID": delivery.delivery_id,
             "X-Event-Type": request.event,
+            **host_header,
         }
         if request.secret:
             headers["X-Signature"] = signature(request.secret, timestamp, body)
         try:
-            response = client.post(request.url, content=body, headers=headers)
+            response = client.post(url, content=body, headers=headers, extensions=extensions)
         except httpx.TimeoutException:
             return "timeout"
         except httpx.HTTPError as exc:
@@ -244,6 +306,8 @@ class WebhookDispatcher:
 
 
 def _retryable(outcome: str) -> bool:
+    if outcome.startswith(_REFUSED):
+        return False
     if not outcome.isdigit():
         return True
     status = int(outcome)

@@ -421,6 +421,18 @@ CASES: tuple[Case, ...] = (
         expect=Refused(says=("row 1: vin may only contain",)),
     ),
     Case(
+        id="vin-fullwidth-digit",
+        what="VIN whose last digit is fullwidth (U+FF14)",
+        make=lambda: frame({"vin": VIN[:16] + "\uff14"}),
+        expect=Refused(says=("row 1: vin may only contain 0-9 and A-Z except I, O and Q",)),
+    ),
+    Case(
+        id="vin-long-s",
+        what="VIN in lower case with a long s (U+017F, upper-cased to S by Unicode rules)",
+        make=lambda: frame({"vin": "5fnyf8h54\u017fb000197"}),
+        expect=Refused(says=("row 1: vin may only contain 0-9 and A-Z except I, O and Q",)),
+    ),
+    Case(
         id="vin-undecodable",
         what="well-formed VIN of an unknown manufacturer",
         make=lambda: frame({"vin": UNDECODABLE_VIN}),
@@ -476,6 +488,18 @@ CASES: tuple[Case, ...] = (
         expect=Refused(says=("row 1: miles is not a whole number (got 1.25)",)),
     ),
     Case(
+        id="price-fullwidth-digits",
+        what='`price` `"\uff12\uff10\uff10\uff10\uff10"` (fullwidth digits, as text)',
+        make=lambda: with_column("price", ["20000", "\uff12\uff10\uff10\uff10\uff10"]),
+        expect=Refused(says=("row 1: price must be written with the ASCII digits 0-9",)),
+    ),
+    Case(
+        id="miles-arabic-indic-digits",
+        what="`miles` in Arabic-Indic digits, as text",
+        make=lambda: with_column("miles", ["3000", "\u0663\u0660\u0660\u0660"]),
+        expect=Refused(says=("row 1: miles must be written with the ASCII digits 0-9",)),
+    ),
+    Case(
         id="miles-zero",
         what="`miles` 0 (a new car: valid)",
         make=lambda: frame({"miles": 0, **OTHER_DEALER}),
@@ -523,6 +547,32 @@ CASES: tuple[Case, ...] = (
         what='`zip` `"ABCDE"`',
         make=lambda: frame({"zip": "ABCDE"}),
         expect=Refused(says=('row 1: zip must be a 5-digit ZIP code (got "ABCDE")',)),
+    ),
+    Case(
+        id="zip-fullwidth-digit",
+        what='`zip` `"3090\uff17"` (a fullwidth 7, U+FF17)',
+        make=lambda: frame({"zip": "3090\uff17"}),
+        expect=Refused(
+            says=('row 1: zip must be written with the ASCII digits 0-9 (got "3090\uff17")',)
+        ),
+    ),
+    Case(
+        id="zip-arabic-indic-digits",
+        what="`zip` in Arabic-Indic digits (U+0660-0669), `on_invalid='fail'`",
+        make=lambda: frame({"zip": "\u0663\u0660\u0669\u0660\u0667"}),
+        options={"on_invalid": "fail"},
+        expect=Ranked(
+            ranked=1,
+            requests=1,
+            failed={"invalid_input": 1},
+            says=("row 1: zip must be written with the ASCII digits 0-9",),
+        ),
+    ),
+    Case(
+        id="zip-fullwidth-4-digits",
+        what='`zip` `"\uff12\uff11\uff12\uff14"` (4 fullwidth digits: not zero-padded)',
+        make=lambda: frame({**ZERO_ZIP_DEALER, "zip": "\uff12\uff11\uff12\uff14"}),
+        expect=Refused(says=("row 1: zip must be written with the ASCII digits 0-9",)),
     ),
     Case(
         id="zip-not-the-dealers",
@@ -761,7 +811,7 @@ CASES: tuple[Case, ...] = (
         make=text_file("pairs.csv", HEADER + GOOD_LINE + "a,b\n"),
         via="cli rank dealers",
         expect=Exits(
-            code=1, requests=0, says=("row 1: vin must be exactly 17", "source is missing")
+            code=1, requests=0, says=("line 3: vin must be exactly 17", "source is missing")
         ),
     ),
     Case(
@@ -775,10 +825,10 @@ CASES: tuple[Case, ...] = (
     ),
     Case(
         id="cli-invalid-rows",
-        what="`rank dealers` of a CSV with a 16-character VIN on row 1",
+        what="`rank dealers` of a CSV with a 16-character VIN on line 3 (row 1)",
         make=text_file("pairs.csv", HEADER + GOOD_LINE + GOOD_LINE.replace(VIN, VIN[:16])),
         via="cli rank dealers",
-        expect=Exits(code=1, requests=0, says=("row 1: vin must be exactly 17 characters",)),
+        expect=Exits(code=1, requests=0, says=("line 3: vin must be exactly 17 characters",)),
     ),
     Case(
         id="cli-batch-submit-not-gzip",

@@ -313,3 +313,42 @@ def test_auto_picks_batch_above_the_threshold(
     assert result.stats.mode == "batch"
     assert len(result.stats.batch_job_ids) == 1
     _assert_accounted(large, result)
+
+
+def test_a_given_location_id_is_checked_against_the_rooftop_ranked(
+    client: mm.MarketMatchClient, tmp_path: Path
+) -> None:
+    """The batch file ranks by (source, zip); a row whose mc_location_id names another rooftop
+    (or none) fails as dealer_not_found, as it does online, and the other rows stay ranked."""
+    from mm_pipeline.sandbox._market import Market  # noqa: PLC0415
+
+    carvana = Market.default().dealers.filter(source="carvana.com")
+    here = carvana.filter(zip="95765")["mc_location_id"].item()
+    elsewhere = carvana.filter(pl.col("zip") != "95765")["mc_location_id"][0]
+    pairs = make_pairs(3, vehicles=3)
+    vins = pairs["vin"].unique(maintain_order=True).to_list()
+    named = pairs.unique("vin", keep="first", maintain_order=True).with_columns(
+        source=pl.lit("carvana.com"),
+        zip=pl.lit("95765"),
+        mc_location_id=pl.Series([here, elsewhere, "no-such-location"]),
+    )
+    both = pl.concat([pairs, named])
+    outcomes = {
+        mode: mm.rank_dealers(both, client=client, mode=mode, cache_dir=tmp_path, progress=False)
+        for mode in ("batch", "online")
+    }
+    batch = outcomes["batch"]
+    assert batch.stats.mode == "batch"
+    _assert_accounted(both, batch)
+    assert batch.failed.select("vin", "mc_location_id", "error_code").sort("vin").rows() == sorted(
+        [
+            (vins[1], elsewhere, "dealer_not_found"),
+            (vins[2], "no-such-location", "dealer_not_found"),
+        ]
+    )
+    assert batch.ranked.filter(source="carvana.com")["mc_location_id"].to_list() == [here]
+    shown = ["vin", "source", "zip", "mc_location_id", "vin_score", "vin_rank", "rank_exact"]
+    for mode in ("ranked", "failed"):
+        columns = shown if mode == "ranked" else [*shown[:4], "error_code"]
+        frames = [getattr(outcomes[m], mode).select(columns).sort(columns) for m in outcomes]
+        assert frames[0].equals(frames[1]), mode

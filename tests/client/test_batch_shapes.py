@@ -138,11 +138,12 @@ class _FakeServer:
         return _json({"code": 404, "message": "not found"}, 404)
 
 
-async def _run(server: _FakeServer, tmp_path: Path) -> Any:
+async def _run(server: _FakeServer, tmp_path: Path, pairs: pl.DataFrame | None = None) -> Any:
     client = _client(server)
     options = BatchOptions(cache_dir=tmp_path, poll_interval=0.01)
+    pairs = _pairs() if pairs is None else pairs
     async with client.session() as session:
-        return await rank_pairs_batch(_pairs(), session=session, options=options, progress=False)
+        return await rank_pairs_batch(pairs, session=session, options=options, progress=False)
 
 
 async def test_result_rows_missing_extra_and_repeated(tmp_path: Path) -> None:
@@ -180,4 +181,45 @@ async def test_checksum_mismatch_uses_every_slot_then_fails(tmp_path: Path) -> N
         await _run(server, tmp_path)
     assert server.downloads == 3
     assert info.value.job_id == "j1"
-    assert sorted(p.name for p in tmp_path.iterdir()) == []  # noqa: ASYNC240
+    # nothing unverified is kept (the job's lock file stays, as lock files do)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["j1.csv.gz.lock"]  # noqa: ASYNC240
+
+
+async def test_a_result_without_rooftop_ids_cannot_confirm_a_given_id(tmp_path: Path) -> None:
+    """A result file that leaves out mc_location_id: a pair naming an id is not ranked (the
+    score may be another rooftop's); pairs without an id are ranked as usual."""
+    lines = ["vin,price,miles,source,zip,vin_score,dealer_ymm_score,vin_rank,error"]
+    lines += [
+        f"{VIN},20000,3000,{s}.com,3090{i + 7},1500,900,{i + 1}," for i, s in enumerate("abc")
+    ]
+    body = gzip.compress(("\n".join(lines) + "\n").encode())
+    server = _FakeServer(body, checksum="sha256=" + hashlib.sha256(body).hexdigest())
+    pairs = _pairs().with_columns(mc_location_id=pl.Series([None, "loc-b", None], dtype=pl.String))
+    outcome = await _run(server, tmp_path, pairs)
+    assert outcome.ranked["source"].to_list() == ["a.com", "c.com"]
+    assert outcome.failed.select("source", "mc_location_id", "error_code").rows() == [
+        ("b.com", "loc-b", "location_unconfirmed")
+    ]
+    assert "could not be confirmed" in outcome.failed["error_message"][0]
+    assert outcome.notes["batch_locations_unconfirmed"] == 1
+
+
+async def test_a_result_file_echoing_the_key_is_redacted(tmp_path: Path) -> None:
+    """Result-file text (error codes and messages, rooftop ids) never carries the API key."""
+    key = "mc_test_shapes_key"
+    lines = ["vin,price,miles,source,zip,mc_location_id,vin_score,dealer_ymm_score,vin_rank,error"]
+    lines += [
+        f"{VIN},20000,3000,a.com,30907,{key},1500,900,1,",
+        f"{VIN},20000,3000,b.com,30908,,,,,dealer_not_found: no dealer for key {key}",
+        f"{VIN},20000,3000,c.com,30909,,,,,{key}: api_key={key}",
+    ]
+    body = gzip.compress(("\n".join(lines) + "\n").encode())
+    server = _FakeServer(body, checksum="sha256=" + hashlib.sha256(body).hexdigest())
+    outcome = await _run(server, tmp_path)
+    frames = pl.concat([outcome.ranked, outcome.failed], how="diagonal_relaxed")
+    assert key not in frames.write_csv()
+    assert outcome.ranked["mc_location_id"].to_list() == ["REDACTED"]
+    assert outcome.failed.select("error_code", "error_message").rows() == [
+        ("dealer_not_found", "batch job j1: no dealer for key REDACTED"),
+        ("redacted", "batch job j1: api_key=REDACTED"),
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -46,7 +47,7 @@ def one(**changes: Any) -> pl.DataFrame:
 )
 def test_values_are_normalised(column: str, given: Any, expected: Any) -> None:
     """What a user would expect normalised is normalised."""
-    frame, _raw = normalize(one(**{column: given}))
+    frame = normalize(one(**{column: given}))
     assert frame.item(0, column) == expected
     assert prepare(one(**{column: given}), endpoint="dealers", on_invalid="raise").pairs.height == 1
 
@@ -168,3 +169,37 @@ def test_a_million_rows_validate_quickly() -> None:
     prepared = prepare(frame, endpoint="dealers", on_invalid="raise")
     print(f"prepare: 1M rows in {time.perf_counter() - started:.2f} s")
     assert prepared.pairs.height == n
+
+
+REPO = Path(__file__).resolve().parents[2]
+README_SAMPLE = 'pairs = pl.read_csv("sample_data/pairs.csv.gz", schema_overrides={"zip": pl.Utf8})'
+
+
+def test_readme_sample_validates_after_normalize() -> None:
+    """The README's own sample fails PairsInput as read, and passes once normalised."""
+    import pandera.errors  # noqa: PLC0415
+
+    from mm_pipeline.schemas import PairsInput  # noqa: PLC0415
+
+    assert README_SAMPLE in (REPO / "README.md").read_text().splitlines()
+    pairs = pl.read_csv(REPO / "sample_data" / "pairs.csv.gz", schema_overrides={"zip": pl.Utf8})
+    with pytest.raises(pandera.errors.SchemaError, match="mc_location_id"):
+        PairsInput.validate(pairs)
+    normalised = mm.normalize(pairs)
+    assert PairsInput.validate(normalised).height == pairs.height
+    assert normalised.columns == ["vin", "price", "miles", "source", "zip", "mc_location_id"]
+
+
+def test_normalize_is_public_and_leaves_invalid_values_to_the_schema() -> None:
+    """mm.normalize is exported; unreadable values become nulls that the schema reports."""
+    import pandera.errors  # noqa: PLC0415
+
+    from mm_pipeline.schemas import PairsInput  # noqa: PLC0415
+
+    assert "normalize" in mm.__all__
+    frame = mm.normalize(one(price="abc", zip=2134).lazy())
+    assert frame.row(0)[1:5] == (None, 3000, "mbofaugusta.com", "02134")
+    with pytest.raises(pandera.errors.SchemaError, match="price"):
+        PairsInput.validate(frame)
+    with pytest.raises(mm.InvalidInputError, match="missing required column"):
+        mm.normalize(pl.DataFrame({"vin": ["x"]}))

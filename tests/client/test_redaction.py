@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from uvicorn.logging import AccessFormatter
 
 import mm_pipeline as mm
 from mm_pipeline._client import set_backoff_scale
@@ -291,6 +292,35 @@ def test_filter_with_its_own_secrets_and_a_broken_format() -> None:
     assert "s3cr3t-value" not in record.getMessage()
 
 
+def test_filter_keeps_the_args_shape_formatters_unpack() -> None:
+    """Args are scrubbed in place: uvicorn's access formatter still unpacks its five."""
+    register_secret(KEY)
+    args = ("127.0.0.1:5000", "GET", f"/v2/x?api_key={KEY}&rows=5", "1.1", 200)
+    record = logging.makeLogRecord({"msg": '%s - "%s %s HTTP/%s" %d', "args": args})
+    assert RedactingFilter().filter(record)
+    assert isinstance(record.args, tuple)
+    assert len(record.args) == 5
+    assert record.args[4] == 200
+    line = AccessFormatter('%(client_addr)s "%(request_line)s" %(status_code)s').format(record)
+    assert line == '127.0.0.1:5000 "GET /v2/x?api_key=REDACTED&rows=5 HTTP/1.1" 200 OK'
+
+
+def test_filter_scrubs_objects_mappings_and_secrets_split_across_args() -> None:
+    """An object showing the key is replaced by its scrubbed text; dict args are scrubbed; a key
+    assembled from several args collapses the record to its scrubbed message."""
+    register_secret(KEY)
+    url = httpx.URL(f"http://h/v2?api_key={KEY}")
+    record = logging.makeLogRecord({"msg": "%s %r", "args": (url, url)})
+    assert RedactingFilter().filter(record)
+    assert record.getMessage() == "http://h/v2?api_key=REDACTED 'http://h/v2?api_key=REDACTED'"
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "%(url)s", ({"url": url},), None)
+    assert RedactingFilter().filter(record)
+    assert record.getMessage() == "http://h/v2?api_key=REDACTED"
+    record = logging.makeLogRecord({"msg": "%s%s", "args": (KEY[:5], KEY[5:])})
+    assert RedactingFilter().filter(record)
+    assert (record.getMessage(), record.args) == ("REDACTED", ())
+
+
 def test_package_and_http_loggers_carry_the_filter() -> None:
     """The filter is attached to mm_pipeline's, httpx's, httpcore's and stamina's loggers."""
     for name in ("mm_pipeline", "httpx", "httpcore", "stamina"):
@@ -307,3 +337,10 @@ def test_package_and_http_loggers_carry_the_filter() -> None:
 def test_mask(secret: str, shown: str) -> None:
     """mask() shows at most four leading characters, none for short secrets."""
     assert mask(secret) == shown
+
+
+def test_a_key_that_prefixes_another_leaves_no_tail() -> None:
+    """Secrets are replaced longest first, so one that prefixes another hides it whole."""
+    assert redact("keys mc_test_a and mc_test_a_long", "mc_test_a", "mc_test_a_long") == (
+        "keys REDACTED and REDACTED"
+    )

@@ -61,6 +61,8 @@ def test_valid_frames_pass() -> None:
         ({"price": 0}, "greater_than"),
         ({"miles": -1}, "greater_than_or_equal_to"),
         ({"zip": "3090"}, "str_matches"),
+        ({"zip": "3090\uff17"}, "str_matches"),  # a fullwidth 7: ASCII digits only
+        ({"zip": "\u0663\u0660\u0669\u0660\u0667"}, "str_matches"),  # Arabic-Indic digits
         ({"source": None}, "not_nullable"),
     ],
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import orjson
 import pytest
 
@@ -157,3 +159,79 @@ def test_error_messages_do_not_contain_the_secret() -> None:
         with pytest.raises(mm.WebhookVerificationError) as info:
             verify(BODY, headers, SECRET, now=NOW)
         assert SECRET not in str(info.value)
+
+
+class _FrameworkHeaders:
+    """Headers that are not a Mapping but offer ``items()`` (like ``email.message.Message``)."""
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self._pairs = pairs
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._pairs)
+
+
+HEADER_SHAPES: dict[str, Callable[[dict[str, str]], object]] = {
+    "dict-as-sent": dict,
+    "dict-lower-case": lambda h: {k.lower(): v for k, v in h.items()},
+    "dict-upper-case": lambda h: {k.upper(): v for k, v in h.items()},
+    "dict-of-bytes": lambda h: {k.encode(): v.encode() for k, v in h.items()},
+    "pairs-list": lambda h: list(h.items()),
+    "pairs-generator": lambda h: ((k, v) for k, v in h.items()),
+    "asgi-byte-pairs": lambda h: [(k.lower().encode(), v.encode()) for k, v in h.items()],
+    "asgi-byte-lists": lambda h: [[k.lower().encode(), v.encode()] for k, v in h.items()],
+    "mixed-str-and-bytes": lambda h: [(k, v.encode()) for k, v in h.items()],
+    "items-duck-type": lambda h: _FrameworkHeaders(list(h.items())),
+    "repeated-identical": lambda h: [*h.items(), ("x-signature", h["X-Signature"])],
+}
+
+
+@pytest.mark.parametrize("shape", HEADER_SHAPES)
+@pytest.mark.parametrize("secret", [SECRET, SECRET.encode(), bytearray(SECRET.encode())])
+def test_every_header_shape_and_secret_type_verifies(shape: str, secret: str | bytes) -> None:
+    """Mappings of any case, (name, value) pairs, ASGI byte pairs; str or bytes secrets."""
+    headers = HEADER_SHAPES[shape](_headers())
+    event = verify(BODY, headers, secret, now=NOW)  # type: ignore[arg-type]
+    assert (event.job_id, event.delivery_id) == ("770a9622-a4bd-63f6-c938-668877662222", "d1b2c3")
+
+
+@pytest.mark.parametrize("shape", ["dict-of-bytes", "asgi-byte-pairs", "pairs-list"])
+def test_every_header_shape_still_refuses_a_wrong_secret(shape: str) -> None:
+    """Accepting more shapes does not accept more forgeries."""
+    headers = HEADER_SHAPES[shape](_headers())
+    with pytest.raises(mm.WebhookVerificationError, match="signature does not match"):
+        verify(BODY, headers, b"other-secret", now=NOW)  # type: ignore[arg-type]
+
+
+def test_a_header_repeated_with_another_value_is_refused() -> None:
+    """Two different X-Signature values are ambiguous: refused, not resolved by order."""
+    headers = [*_headers().items(), ("x-signature", "sha256=" + "0" * 64)]
+    with pytest.raises(mm.WebhookVerificationError, match="x-signature is given twice"):
+        verify(BODY, headers, SECRET, now=NOW)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        None,
+        42,
+        "X-Signature: sha256=abc",
+        b"x-signature: sha256=abc",
+        ["x-signature"],
+        [("x-signature", "sha256=abc", "extra")],
+        [("x-timestamp", 1_800_000_000)],
+        {"x-timestamp": ["1800000000"]},
+    ],
+    ids=repr,
+)
+def test_other_header_shapes_are_a_type_error_naming_the_accepted_ones(headers: object) -> None:
+    """Anything else is a programming error whose message says what is accepted."""
+    with pytest.raises(TypeError, match=r"mapping of header names to values.*\(name, value\)"):
+        verify(BODY, headers, SECRET, now=NOW)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("secret", [None, 42, ["s"]], ids=repr)
+def test_a_secret_of_another_type_is_a_type_error(secret: object) -> None:
+    """The secret is str or bytes."""
+    with pytest.raises(TypeError, match="secret must be str or bytes"):
+        verify(BODY, _headers(), secret, now=NOW)  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 from dagster import AssetCheckResult
 
-from dagster_defs.checks import RANKING_CHECKS, ranking_check_results
+from mm_pipeline.dagster import RANKING_CHECKS, ranking_check_results
 
 RANKED = pl.DataFrame(
     {

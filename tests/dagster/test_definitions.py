@@ -18,8 +18,7 @@ from dagster import (
 import mm_pipeline as mm
 from dagster_defs import defs
 from dagster_defs._local import INSTANCE_TEMPLATE
-from dagster_defs.checks import RANKING_CHECKS
-from dagster_defs.resources import MarketMatchResource
+from mm_pipeline.dagster import PLAN_CHECKS, RANKING_CHECKS, MarketMatchResource
 
 ASSETS = {
     "vehicles",
@@ -30,6 +29,11 @@ ASSETS = {
     "sourcing",
     "sourcing_failures",
     "best_placement",
+    "placement_plan",
+    "placement_plan_unassigned",
+}
+CHECKS = {(a, name) for a in ("placement", "sourcing") for name in RANKING_CHECKS} | {
+    ("placement_plan", name) for name in PLAN_CHECKS
 }
 
 
@@ -38,7 +42,10 @@ def test_asset_check_schedule_and_job_keys() -> None:
     graph = defs.resolve_asset_graph()
     assert {key.to_user_string() for key in graph.get_all_asset_keys()} == ASSETS
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
-    assert checks == {(a, name) for a in ("placement", "sourcing") for name in RANKING_CHECKS}
+    assert checks == CHECKS
+    assert graph.get(AssetKey("placement_plan")).parent_keys == {
+        AssetKey("placement"), AssetKey("candidate_dealers"),
+    }  # fmt: skip
     assert [s.name for s in defs.schedules or []] == ["marketmatch_daily_schedule"]
     job = defs.resolve_job_def("marketmatch_daily")
     assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == ASSETS
@@ -57,6 +64,7 @@ def test_ranking_assets_share_account_pools() -> None:
     assert pools["placement"] == pools["placement_failures"] == "marketmatch_batch"
     assert pools["sourcing"] == pools["sourcing_failures"] == "marketmatch_api"
     assert pools["vehicles"] is None
+    assert pools["placement_plan"] is None  # calls no API
 
 
 def test_schedule_runs_the_days_partition_with_a_retry_policy() -> None:

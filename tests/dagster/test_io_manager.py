@@ -11,8 +11,8 @@ from dagster import AssetKey, DailyPartitionsDefinition, asset, materialize
 from polars.testing import assert_frame_equal
 
 import mm_pipeline as mm
-from dagster_defs.io_manager import PolarsParquetIOManager
-from dagster_defs.resources import SourceData, read_table
+from mm_pipeline._files import read_table
+from mm_pipeline.dagster import PolarsParquetIOManager, SourceData
 
 DAYS = DailyPartitionsDefinition(start_date="2026-01-01")
 FRAME = pl.DataFrame({"vin": ["A", "B", "C"], "vin_rank": pl.Series([1, 2, 3], dtype=pl.UInt32)})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,16 @@ from dagster import (
 import mm_pipeline as mm
 from dagster_defs import demo
 from dagster_defs.assets import ALL_ASSETS, candidate_dealers, placement, vehicles
-from dagster_defs.checks import RANKING_CHECKS
 from dagster_defs.demo import run_daily
-from dagster_defs.io_manager import PolarsParquetIOManager
-from dagster_defs.resources import MarketMatchResource, SourceData
+from mm_pipeline.dagster import (
+    RANKING_CHECKS,
+    MarketMatchResource,
+    PolarsParquetIOManager,
+    SourceData,
+)
 from mm_pipeline.sandbox import Sandbox
 from tests.dagster.conftest import PARTITION, ROWS, SAMPLE_DATA, DailyRun, api_env_vars
-from tests.dagster.test_definitions import ASSETS
+from tests.dagster.test_definitions import ASSETS, CHECKS
 
 
 def _metadata_of(result: ExecuteInProcessResult, asset: str) -> dict[str, Any]:
@@ -41,7 +45,7 @@ def _metadata(run: DailyRun, asset: str) -> dict[str, Any]:
 
 
 def test_every_asset_materializes_and_every_check_passes(daily_run: DailyRun) -> None:
-    """One run materializes the eight assets and all ten checks pass."""
+    """One run materializes every asset and every check passes."""
     result = daily_run.result
     assert result.success
     materialized = {
@@ -53,9 +57,7 @@ def test_every_asset_materializes_and_every_check_passes(daily_run: DailyRun) ->
         (e.asset_key.to_user_string(), e.check_name): e.passed
         for e in result.get_asset_check_evaluations()
     }
-    assert evaluations == {
-        (asset, name): True for asset in ("placement", "sourcing") for name in RANKING_CHECKS
-    }
+    assert evaluations == dict.fromkeys(CHECKS, True)
 
 
 def test_outputs_are_parquet_an_analyst_can_scan(daily_run: DailyRun) -> None:
@@ -170,7 +172,10 @@ def test_demo_embedded_sandbox_prints_summary_and_exits_zero(
     for asset in ASSETS:
         assert asset in out
     assert "5/5 passed" in out
+    assert "7/7 passed" in out
     assert "Best placements (12 vehicles" in out
+    assert re.search(r"best_placement \(rank 1\): +\d+\.\d% \(\d+ of 12 vehicles, ", out)
+    assert re.search(r"placement_plan \(capacity\): +\d+\.\d% \(\d+ of 12 vehicles, ", out)
     assert (tmp_path / "home" / "dagster.yaml").is_file()
     assert (data / "best_placement" / f"date={PARTITION}" / "data.parquet").is_file()
     with DagsterInstance.from_config(str(tmp_path / "home")) as instance:
@@ -302,3 +307,6 @@ def test_the_whole_sample_data_passes_every_check(
     assert len(stats["stats/batch_job_ids"]) == 1
     assert stats["stats/merge_requests"] == 1_200
     assert stats["stats/requests"] < 1_200 + 20
+    plan = _metadata_of(result, "placement_plan")
+    assert plan["vehicles_placed"] >= 0.85 * 1_200
+    assert plan["largest_dealer_share_plan"] < plan["largest_dealer_share_rank1"] / 2

@@ -5,7 +5,7 @@ as a test needs -- the moment a crash test wants to kill the client in (a submit
 accepted but whose answer never arrived; a download whose body is half-way through). This proxy
 forwards bytes unchanged between the client and the sandbox; once armed with :meth:`stall`, it
 forwards the answer to the next matching request only up to a point, then holds it (and the
-connection) until the proxy closes. :attr:`stalled` is set at that moment.
+connection) until :meth:`release` or the proxy closes. :attr:`stalled` is set at that moment.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ class StallingProxy:
         self._trap: _Trap | None = None
         self._lock = threading.Lock()
         self._closed = threading.Event()
+        self._released = threading.Event()  # set by release() and by close()
         self._sockets: list[socket.socket] = []
         self._threads: list[threading.Thread] = []
         self.stalled = threading.Event()
@@ -72,6 +73,10 @@ class StallingProxy:
         with self._lock:
             self._trap = _Trap(re.compile(request.encode()), body_bytes)
 
+    def release(self) -> None:
+        """Deliver the rest of the held answer (and forward that connection normally again)."""
+        self._released.set()
+
     def __enter__(self) -> StallingProxy:
         return self
 
@@ -86,6 +91,7 @@ class StallingProxy:
     def close(self) -> None:
         """Stop accepting, close every connection, and join the pump threads."""
         self._closed.set()
+        self._released.set()
         with self._lock:
             sockets = [self._listener, *self._sockets]
         for sock in sockets:  # shutdown() wakes a thread blocked in accept() or recv()
@@ -148,11 +154,15 @@ class StallingProxy:
                     data, head = head, b""
                 if budget is not None:
                     client.sendall(data[:budget])
-                    budget = max(0, budget - len(data))
+                    held, budget = data[budget:], max(0, budget - len(data))
                     if budget == 0:
                         self.stalled.set()
-                        self._closed.wait()
-                        return
+                        self._released.wait()
+                        if self._closed.is_set():
+                            return
+                        client.sendall(held)
+                        armed.clear()
+                        budget = None
                     continue
                 client.sendall(data)
         except OSError:

@@ -124,3 +124,30 @@ def test_serve_refuses_a_bad_configuration() -> None:
     result = CliRunner().invoke(cli, ["sandbox", "serve", "--latency-ms", "-5"])
     assert result.exit_code == 2
     assert "latency_ms must not be negative" in result.output
+
+
+def test_serve_logs_every_request_as_one_redacted_access_line() -> None:
+    """Without --quiet, uvicorn's access lines are kept, redacted, with no logging error."""
+    key = "mc_test_cli_access_log_key"
+    server = launch("--api-key", key)
+    try:
+        url = base_url(server)
+        with httpx.Client(base_url=url) as client:
+            statuses = [
+                client.get(JOBS, params={"api_key": key}).status_code,
+                client.get(JOBS, params={"api_key": key, "rows": "5"}).status_code,
+                client.get(JOBS + "/no-such-job", params={"api_key": key}).status_code,
+                client.get(JOBS, params={"api_key": key + "-wrong"}).status_code,
+            ]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        out, err = output(server)
+    assert statuses == [200, 200, 404, 401]
+    assert "Logging error" not in out + err, err
+    access = [line for line in err.splitlines() if '"GET /v2/' in line]
+    assert len(access) == 4, err
+    assert f'"GET {JOBS}?api_key=REDACTED HTTP/1.1" 200' in access[0]
+    assert f'"GET {JOBS}?api_key=REDACTED&rows=5 HTTP/1.1" 200' in access[1]
+    assert access[2].endswith(f'"GET {JOBS}/no-such-job?api_key=REDACTED HTTP/1.1" 404 Not Found')
+    assert access[3].endswith(f'"GET {JOBS}?api_key=REDACTED HTTP/1.1" 401 Unauthorized')
+    assert key not in out + err

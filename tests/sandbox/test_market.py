@@ -572,12 +572,18 @@ def test_vehicles_sample_promises() -> None:
 
 
 def test_dealers_sample_promises(market: Market) -> None:
-    """≥300 rooftops, all known to the market, incl. published, multi-location and id-only rows."""
+    """≥300 rooftops, all known to the market, incl. published, multi-location and id-only rows,
+    each with a capacity: a few vehicles for most, none for some, more for others."""
     dealers = read_samples("dealers.csv")
     assert dealers.height >= DEALER_COUNT
+    capacity = dealers["capacity"].cast(pl.Int64)
+    assert capacity.min() == 0
+    assert 0.05 < (capacity == 0).sum() / capacity.len() < 0.25
+    assert 1 <= capacity.median() <= 5  # type: ignore[operator]
+    assert (capacity >= 8).sum() >= 20
     specs: list[DealerSpec] = [
         {k: v for k, v in row.items() if v is not None}  # type: ignore[misc]
-        for row in dealers.iter_rows(named=True)
+        for row in dealers.drop("capacity").iter_rows(named=True)
     ]
     for start in range(0, len(specs), 100):
         assert isinstance(market.rank_dealers(PORSCHE, specs[start : start + 100]), Ranked)

@@ -182,6 +182,15 @@ def dealers_body(**vin: Any) -> dict[str, Any]:
         ({"vin": PORSCHE, "dealers": {"source": "a.com"}}, "dealers"),
         ({"vin": PORSCHE, "dealers": [{"source": "a.com", "zip": "3090"}]}, "dealers[0].zip"),
         ({"vin": PORSCHE, "dealers": [{"source": "a.com", "zip": 30907}]}, "dealers[0].zip"),
+        # fullwidth and Arabic-Indic digits: 5 characters, but not a ZIP code
+        ({"vin": PORSCHE, "dealers": [{"source": "a.com", "zip": "3090\uff17"}]}, "digits 0-9"),
+        (
+            {
+                "vin": PORSCHE,
+                "dealers": [{"source": "a.com", "zip": "\u0663\u0660\u0669\u0660\u0667"}],
+            },
+            "digits 0-9",
+        ),
         ({"vin": PORSCHE, "dealers": [{"zip": "30907"}]}, "dealers[0].source"),
         ({"vin": PORSCHE, "dealers": [{"source": ""}]}, "dealers[0].source"),
         ({"vin": PORSCHE, "dealers": ["a.com"]}, "dealers[0]"),

@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import socket
 import time
 import uuid
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import orjson
 import pytest
 
 from mm_pipeline import webhooks
-from mm_pipeline.sandbox import Sandbox
+from mm_pipeline.sandbox import Sandbox, running
 from mm_pipeline.sandbox._webhooks import check_webhook_url
-from tests.conftest import WebhookReceiver, csv_gz, wait_for_job, wait_until
+from tests.conftest import (
+    SANDBOX_OPTIONS,
+    WebhookReceiver,
+    client_for,
+    csv_gz,
+    wait_for_job,
+    wait_until,
+)
 
 JOBS = "/v2/batch/marketmatch/rank/jobs"
 ROWS = [
@@ -174,3 +184,61 @@ def test_unreachable_receiver_is_retried(api: httpx.Client, clean_sandbox: Sandb
 def test_check_webhook_url(url: str, allow_local: bool, accepted: bool) -> None:
     """The URL check accepts public HTTPS and refuses the rest, local addresses only if allowed."""
     assert (check_webhook_url(url, allow_local=allow_local) is None) is accepted
+
+
+class RebindingDns:
+    """``socket.getaddrinfo`` for one made-up name whose answers change, call after call."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, name: str, answers: list[str]) -> None:
+        self.name, self.answers, self.asked = name, answers, 0
+        self._real = socket.getaddrinfo
+        monkeypatch.setattr(socket, "getaddrinfo", self)
+
+    def __call__(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != self.name:
+            return self._real(host, port, *args, **kwargs)
+        answer = self.answers[min(self.asked, len(self.answers) - 1)]
+        self.asked += 1
+        return self._real(answer, port, *args, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def strict_sandbox() -> Iterator[Sandbox]:
+    """A sandbox with the production webhook policy: public HTTPS targets only."""
+    with running(**{**SANDBOX_OPTIONS, "allow_local_webhooks": False}) as sb:
+        yield sb
+
+
+def test_a_name_rebound_to_loopback_after_submission_is_refused_at_send_time(
+    strict_sandbox: Sandbox, webhook_receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Public at submission, loopback when sending: no request leaves, the delivery failed."""
+    strict_sandbox.reset()
+    port = webhook_receiver.url.split(":")[2].split("/")[0]
+    dns = RebindingDns(monkeypatch, "hooks.rebind.test", ["93.184.215.14", "127.0.0.1"])
+    with client_for(strict_sandbox) as api:
+        submit(api, f"https://hooks.rebind.test:{port}/hooks")
+    (delivery,) = wait_until(
+        strict_sandbox.webhook_deliveries, lambda d: bool(d) and d[0]["outcome"] != "pending"
+    )
+    assert delivery["outcome"] == "failed"
+    assert delivery["attempts"] == [
+        "refused: webhook_url must not target a loopback, private, link-local or reserved address"
+    ]
+    assert dns.asked == 2  # once at submission, once before the (refused) attempt
+    assert webhook_receiver.received == []
+
+
+def test_a_delivery_goes_to_the_address_checked_and_keeps_the_host_name(
+    api: httpx.Client,
+    clean_sandbox: Sandbox,
+    webhook_receiver: WebhookReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The name is resolved once per attempt; the request carries it as Host (local allowed)."""
+    port = webhook_receiver.url.split(":")[2].split("/")[0]
+    dns = RebindingDns(monkeypatch, "hooks.pinned.test", ["127.0.0.1", "127.0.0.1", "10.255.255.1"])
+    submit(api, f"http://hooks.pinned.test:{port}/hooks")
+    (hook,) = webhook_receiver.wait_for(1)
+    assert hook.headers["Host"] == f"hooks.pinned.test:{port}"
+    assert dns.asked == 2  # a third look-up (10.255.255.1, unreachable) would not deliver

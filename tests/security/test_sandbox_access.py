@@ -273,8 +273,23 @@ def offer_upload(server: Server, *, chunked: bool) -> tuple[int, bytes]:
             except OSError:  # it answered and closed while we were sending
                 break
             sent += len(data)
-        answer = sock.recv(4096)
+        answer = _read_answer(sock)
     return sent, answer
+
+
+def _read_answer(sock: socket.socket) -> bytes:
+    """Read one HTTP answer: its head, then as much body as Content-Length announces."""
+    answer = b""
+    while True:
+        data = sock.recv(65536)
+        answer += data
+        head, sep, body = answer.partition(b"\r\n\r\n")
+        if not data:
+            return answer
+        if sep:
+            length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+            if length is None or len(body) >= int(length.group(1)):
+                return answer
 
 
 @pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "content-length"])

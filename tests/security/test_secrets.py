@@ -16,6 +16,7 @@ import contextlib
 import gzip
 import logging
 import pickle
+import threading
 import traceback
 import warnings
 import zlib
@@ -34,15 +35,14 @@ from dagster import EnvVar, instance_for_test, materialize
 
 import mm_pipeline as mm
 from dagster_defs.assets import ALL_ASSETS
-from dagster_defs.io_manager import PolarsParquetIOManager
-from dagster_defs.resources import MarketMatchResource, SourceData
 from mm_pipeline._client import set_backoff_scale
 from mm_pipeline._rank import Mode
 from mm_pipeline._sync import run_sync
 from mm_pipeline.cli import cli
+from mm_pipeline.dagster import MarketMatchResource, PolarsParquetIOManager, SourceData
 from mm_pipeline.sandbox import Sandbox, running
-from tests.bad_input.corpus import GOOD, OTHER_DEALER
-from tests.conftest import WebhookReceiver
+from tests.bad_input.corpus import GOOD, OTHER_DEALER, UNDECODABLE_VIN
+from tests.conftest import WebhookReceiver, wait_until
 
 KEY = "mc_test_SECRET_9f8e7d"
 UNKNOWN_KEY = "mc_test_SECRET_unknown_4c3b2a"
@@ -50,6 +50,8 @@ NO_ACCESS_KEY = "mc_test_SECRET_noaccess_77e1"
 SECRETS = (KEY, UNKNOWN_KEY, NO_ACCESS_KEY)
 SAMPLE_DATA = Path(__file__).resolve().parents[2] / "sample_data"
 DEALERS = "/v2/marketmatch/dealers/rank"
+VINS = "/v2/marketmatch/vins/rank"
+ECHO = f"processing failed for key {KEY}; echoed {KEY}"
 PAIRS = pl.DataFrame([GOOD, {**GOOD, **OTHER_DEALER}])
 
 
@@ -160,11 +162,49 @@ def connection_refused(run: Run) -> None:
 
 
 def batch_job_failed(run: Run) -> None:
+    """A FAILED job whose error message (and code) echo the key: BatchJobFailed is clean."""
     run.sb.hold_jobs()
     jobs = run.jobs(poll_interval=0.05)
     job = jobs.submit(PAIRS)
-    run.sb.fail_job(job.job_id)
+    run.sb.fail_job(job.job_id, error_code=KEY, error_message=ECHO)
     jobs.wait(job.job_id, timeout=10, progress=True)
+
+
+def batch_job_failed_into_failed(run: Run) -> None:
+    """The same FAILED job with ``on_job_failed="fail"``: its pairs' messages are clean."""
+    run.sb.hold_jobs()
+
+    def fail_when_submitted() -> None:
+        job = wait_until(run.jobs().list, bool, timeout=30)[0]
+        run.sb.fail_job(job.job_id, error_code="processing_failed", error_message=ECHO)
+
+    failer = threading.Thread(target=fail_when_submitted)
+    failer.start()
+    result = mm.rank_dealers(
+        PAIRS,
+        client=run.client(),
+        mode="batch",
+        on_job_failed="fail",
+        progress=False,
+        cache_dir=run.folder / "cache",
+    )
+    failer.join(30)
+    run.artifacts.append(result)
+    assert result.failed["error_message"].str.contains("echoed REDACTED").all()
+    result.failed.write_parquet(run.folder / "failed.parquet")
+
+
+def key_echoed_in_failed_items(run: Run) -> None:
+    """A ranking answer quoting the key in failed_items[].error_message (the echo_key fault)."""
+    run.sb.inject("echo_key", count=5, path_prefix=VINS)
+    pairs = pl.DataFrame([GOOD, {**GOOD, "vin": UNDECODABLE_VIN}])
+    result = mm.rank_vins(pairs, client=run.client(), progress=False)
+    run.artifacts.append(result)
+    assert result.failed["error_code"].to_list() == ["vin_decode_failed"]
+    assert result.failed["error_message"].to_list() == [
+        "VIN could not be decoded (request key REDACTED)"
+    ]
+    result.failed.write_parquet(run.folder / "failed.parquet")
 
 
 def batch_timeout(run: Run) -> None:
@@ -195,7 +235,9 @@ def refused_webhook_url(run: Run) -> None:
 
 def upload_too_large(run: Run) -> None:
     path = run.folder / "big.csv.gz"
-    path.write_bytes(b"\x1f\x8b" + bytes(range(256)) * 100)  # 25 KB > the 10 KB cap
+    # A valid header (checked before upload), then 25 KB stored uncompressed: over the 10 KB cap.
+    body = b"vin,price,miles,source,zip\n" + bytes(range(256)) * 100
+    path.write_bytes(gzip.compress(body, compresslevel=0))
     run.jobs().submit(path)
 
 
@@ -278,6 +320,8 @@ SCENARIOS: dict[str, tuple[Callable[[Run], None], type[BaseException] | None]] =
     "timeouts": (timeouts, mm.TransportError),
     "connection-refused": (connection_refused, mm.TransportError),
     "batch-job-failed": (batch_job_failed, mm.BatchJobFailed),
+    "batch-job-failed-into-failed": (batch_job_failed_into_failed, None),
+    "key-echoed-in-failed-items": (key_echoed_in_failed_items, None),
     "batch-timeout": (batch_timeout, mm.BatchTimeoutError),
     "batch-corrupt-downloads": (corrupt_downloads, mm.ChecksumMismatchError),
     "batch-foreign-job": (foreign_job, mm.NotFoundError),

@@ -197,3 +197,21 @@ def test_signed_events_verify_in_time_and_no_bit_flip_passes(
     tampered = body[:index] + bytes([body[index] ^ (1 << bit)]) + body[index + 1 :]
     with pytest.raises(mm.WebhookVerificationError):
         verify(tampered, headers, SECRET, now=now)
+
+
+def test_the_real_delivery_verifies_in_every_shape_frameworks_hand_over(
+    delivery: Delivery,
+) -> None:
+    """ASGI byte pairs, (name, value) lists, any-case mappings, a bytes secret: all verify."""
+    body, headers, secret, now = delivery
+    shapes: dict[str, object] = {
+        "asgi": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()],
+        "pairs": list(headers.items()),
+        "upper-case-mapping": {k.upper(): v for k, v in headers.items()},
+    }
+    for given_secret in (secret, secret.encode()):
+        for shape in shapes.values():
+            event = verify(body, shape, given_secret, now=now)  # type: ignore[arg-type]
+            assert event.delivery_id == headers["X-Delivery-ID"]
+        with pytest.raises(mm.WebhookVerificationError, match="signature does not match"):
+            verify(_flip(body), shapes["asgi"], given_secret, now=now)  # type: ignore[arg-type]

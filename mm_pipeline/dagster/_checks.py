@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import polars as pl
-from dagster import AssetCheckResult, AssetCheckSpec, MetadataValue
+from dagster import AssetCheckResult, AssetCheckSpec, AssetKey, MetadataValue
 
-from dagster_defs.metadata import preview
+from mm_pipeline.dagster._metadata import preview
 
 __all__ = ["RANKING_CHECKS", "SCORE_RANGE", "ranking_check_results", "ranking_check_specs"]
 
@@ -29,7 +29,7 @@ RANKING_CHECKS = {
 """Check name -> what it asserts (the same five on placement and sourcing)."""
 
 
-def ranking_check_specs(asset: str) -> list[AssetCheckSpec]:
+def ranking_check_specs(asset: AssetKey | str) -> list[AssetCheckSpec]:
     """Declare the :data:`RANKING_CHECKS` on ``asset``.
 
     Examples
@@ -44,7 +44,7 @@ def ranking_check_specs(asset: str) -> list[AssetCheckSpec]:
 
 
 def ranking_check_results(
-    asset: str,
+    asset: AssetKey | str,
     *,
     distinct_pairs: int,
     ranked: pl.DataFrame,

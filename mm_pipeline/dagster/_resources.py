@@ -1,21 +1,20 @@
-"""Resources: the MarketMatch client configuration and the location of the source files."""
+"""Resources: the MarketMatch client configuration, and input files read per partition."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import polars as pl
 from dagster import ConfigurableResource
 from pydantic import Field
 
 import mm_pipeline as mm
-from mm_pipeline.cli._rank import read_pairs
+from mm_pipeline._files import read_table
 
-__all__ = ["SOURCE_FORMATS", "MarketMatchResource", "SourceData", "read_table"]
+__all__ = ["MarketMatchResource", "SourceData"]
 
-SOURCE_FORMATS = (".csv", ".csv.gz", ".parquet")
-"""File name endings :func:`read_table` understands (a folder is read file by file)."""
+_QUIET: dict[str, Any] = {"on_invalid": "fail", "progress": False}
 
 
 class MarketMatchResource(ConfigurableResource):  # type: ignore[type-arg]
@@ -68,31 +67,25 @@ class MarketMatchResource(ConfigurableResource):  # type: ignore[type-arg]
             max_concurrency=self.max_concurrency,
         )
 
-    def rank_dealers(self, pairs: pl.DataFrame, *, client_reference: str) -> mm.RankResult:
-        """Rank the dealers of each vehicle; invalid rows go to ``failed`` instead of raising.
+    def rank_dealers(self, pairs: pl.DataFrame | pl.LazyFrame, **options: Any) -> mm.RankResult:
+        """``mm.rank_dealers`` with this resource's client and defaults, overridden by ``options``.
 
-        ``client_reference`` names the batch job, so a retried run adopts the job it started.
+        The defaults: this resource's ``mode``, ``exact_top_k`` and ``cache_dir``,
+        ``on_invalid="fail"`` (invalid rows go to ``failed``, where the checks report them) and
+        no progress bar. A ``client_reference`` names the batch job, so a retried run adopts the
+        job it started.
         """
-        return mm.rank_dealers(
-            pairs,
-            client=self.client(),
-            mode=self.mode,
-            exact_top_k=self.exact_top_k,
-            on_invalid="fail",
-            progress=False,
-            client_reference=client_reference,
-            cache_dir=self.cache_dir,
-        )
+        defaults = {"mode": self.mode, "exact_top_k": self.exact_top_k, "cache_dir": self.cache_dir}
+        return mm.rank_dealers(pairs, client=self.client(), **{**_QUIET, **defaults, **options})
 
-    def rank_vins(self, pairs: pl.DataFrame) -> mm.RankResult:
-        """Rank the vehicles of each dealer (always online); invalid rows go to ``failed``."""
-        return mm.rank_vins(
-            pairs,
-            client=self.client(),
-            exact_top_k=self.exact_top_k,
-            on_invalid="fail",
-            progress=False,
-        )
+    def rank_vins(self, pairs: pl.DataFrame | pl.LazyFrame, **options: Any) -> mm.RankResult:
+        """``mm.rank_vins`` (always online) with this resource's client and defaults.
+
+        The defaults: this resource's ``exact_top_k``, ``on_invalid="fail"``, no progress bar;
+        ``options`` override them.
+        """
+        defaults = {"exact_top_k": self.exact_top_k}
+        return mm.rank_vins(pairs, client=self.client(), **{**_QUIET, **defaults, **options})
 
 
 class SourceData(ConfigurableResource):  # type: ignore[type-arg]
@@ -104,11 +97,11 @@ class SourceData(ConfigurableResource):  # type: ignore[type-arg]
 
     Examples
     --------
-    >>> SourceData(root="sample_data").path("vehicles", partition_key="2026-11-28")
-    PosixPath('sample_data/vehicles.csv')
+    >>> SourceData(root="landing/{partition}").path("vehicles", partition_key="2026-11-28")
+    PosixPath('landing/2026-11-28/vehicles.csv')
     """
 
-    root: str = Field(default="sample_data", description="Folder the input paths are relative to.")
+    root: str = Field(default=".", description="Folder the input paths are relative to.")
     vehicles: str = Field(default="vehicles.csv", description="Vehicles to place.")
     dealers: str = Field(default="dealers.csv", description="Candidate dealers for placement.")
     acquisitions: str = Field(
@@ -131,50 +124,3 @@ class SourceData(ConfigurableResource):  # type: ignore[type-arg]
         """Read input ``name`` for ``partition_key`` (at most ``max_rows`` rows)."""
         frame = read_table(self.path(name, partition_key=partition_key))
         return frame if self.max_rows is None else frame.head(self.max_rows)
-
-
-def read_table(path: Path) -> pl.DataFrame:
-    r"""Read a CSV / gzip CSV / Parquet file, or every such file in a folder, as one frame.
-
-    Identifier columns (``vin``, ``source``, ``zip``, ``mc_location_id``) are read from CSV as
-    text, so ZIP codes keep their leading zeros.
-
-    Parameters
-    ----------
-    path
-        A file, or a folder whose matching files (sorted by name) are concatenated.
-
-    Returns
-    -------
-    pl.DataFrame
-        The rows of every file, columns unified by name.
-
-    Raises
-    ------
-    FileNotFoundError
-        When the file, or every input file of the folder, is missing.
-    ValueError
-        When the file name has none of the :data:`SOURCE_FORMATS` endings.
-    mm_pipeline.InvalidInputError
-        When a file cannot be read as its format (not UTF-8, ragged rows, empty, corrupt gzip
-        or Parquet); the message names the file and why.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> with tempfile.TemporaryDirectory() as folder:
-    ...     _ = Path(folder, "a.csv").write_text("vin,zip\nV1,02134\n")
-    ...     pl.DataFrame({"vin": ["V2"]}).write_parquet(Path(folder, "b.parquet"))
-    ...     read_table(Path(folder)).to_dicts()
-    [{'vin': 'V1', 'zip': '02134'}, {'vin': 'V2', 'zip': None}]
-    """
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.name.endswith(SOURCE_FORMATS))
-        if not files:
-            raise FileNotFoundError(f"{path}: no {', '.join(SOURCE_FORMATS)} files in this folder")
-        return pl.concat([read_table(p) for p in files], how="diagonal_relaxed")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: input file not found")
-    if not path.name.endswith(SOURCE_FORMATS):
-        raise ValueError(f"{path}: unsupported input format (expected {', '.join(SOURCE_FORMATS)})")
-    return read_pairs(path)

@@ -1,0 +1,28 @@
+"""Charts of a ranking, with Altair (the ``plot`` extra: ``pip install 'mm-pipeline[plot]'``).
+
+- :func:`score_distribution`: ``dealer_ymm_score`` of every candidate pair and of each
+  vehicle's best dealer.
+- :func:`best_vs_runner_up`: each vehicle's best dealer against its runner-up.
+- :func:`dealer_concentration`: how concentrated the best placements are on a few dealers.
+- :func:`to_png`: any of them as PNG bytes (vl-convert, no browser), e.g. for Dagster metadata.
+
+Each takes a ``rank_dealers`` :class:`~mm_pipeline.RankResult` or its ``ranked`` frame and
+returns an Altair chart, which Jupyter displays as it is.
+
+Examples
+--------
+>>> import mm_pipeline as mm
+>>> sorted(name for name in mm.charts.__all__ if name != "to_png")
+['best_vs_runner_up', 'dealer_concentration', 'score_distribution']
+"""
+
+from __future__ import annotations
+
+from mm_pipeline._charts import (
+    best_vs_runner_up,
+    dealer_concentration,
+    score_distribution,
+    to_png,
+)
+
+__all__ = ["best_vs_runner_up", "dealer_concentration", "score_distribution", "to_png"]

@@ -1,0 +1,337 @@
+"""Factories of ranking steps wired to a user's own upstream assets.
+
+``rank_dealers_assets`` / ``rank_vins_assets`` build one ranking step -- the ranked asset, its
+failures asset and their checks, in one multi-asset -- over the upstream assets the user names:
+a pairs asset, or (for ``rank_dealers``) a vehicles and a dealers asset that are crossed with
+``mm.cross_pairs``. The step reaches MarketMatch through :class:`MarketMatchResource` under
+``resource_key`` and stores its outputs with whatever IO manager the user configured.
+
+Extension point: a step downstream of a ranking is a function ``(RankingStep, ...) ->
+AssetsDefinition`` that reads ``step.ranked_key`` and names its asset ``step.key("<suffix>")``;
+the factory appends it to the list it returns. The placement plan (``assign=``, ``_plan``) is
+one.
+
+(No ``from __future__ import annotations`` here: Dagster reads these annotations at runtime.)
+"""
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import polars as pl
+from dagster import (
+    AssetCheckResult,
+    AssetExecutionContext,
+    AssetIn,
+    AssetKey,
+    AssetOut,
+    AssetsDefinition,
+    Config,
+    Output,
+    PartitionsDefinition,
+    multi_asset,
+)
+from pydantic import Field
+
+import mm_pipeline as mm
+from mm_pipeline.dagster._checks import ranking_check_results, ranking_check_specs
+from mm_pipeline.dagster._metadata import preview, ranking_metadata, schema_metadata
+from mm_pipeline.dagster._options import validate_options
+from mm_pipeline.dagster._plan import PlacementPlan, placement_plan_asset
+from mm_pipeline.dagster._resources import MarketMatchResource
+from mm_pipeline.dagster._upstream import UpstreamAsset, asset_key, eager
+
+__all__ = [
+    "API_POOL",
+    "BATCH_POOL",
+    "DEALER_COLUMNS",
+    "VEHICLE_COLUMNS",
+    "RankingConfig",
+    "RankingStep",
+    "UpstreamAsset",
+    "rank_dealers_assets",
+    "rank_vins_assets",
+]
+
+BATCH_POOL = "marketmatch_batch"
+"""Default pool of ``rank_dealers`` steps, which may submit a batch job: give it limit 1 (one
+active batch job per account)."""
+API_POOL = "marketmatch_api"
+"""Default pool of ``rank_vins`` steps (online only): they share the account's rate limit."""
+
+VEHICLE_COLUMNS = ("vin", "price", "miles")
+DEALER_COLUMNS = ("source", "zip", "mc_location_id")
+_PAIR_COLUMNS = (*VEHICLE_COLUMNS, *DEALER_COLUMNS)
+_KINDS = {"polars"}
+
+Kind = Literal["rank_dealers", "rank_vins"]
+
+
+class RankingConfig(Config):
+    """Run configuration of a ranking step."""
+
+    max_failure_rate: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="The failure_rate check fails above this share of failed pairs.",
+    )
+
+
+@dataclass(frozen=True)
+class RankingStep:
+    """One ranking step as built by a factory: what downstream steps build on."""
+
+    name: str
+    kind: Kind
+    key_prefix: tuple[str, ...]
+    partitions_def: PartitionsDefinition | None
+    group_name: str | None
+    resource_key: str
+    pool: str | None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Check the options against the ranking function's signature (TypeError, ...)."""
+        ranker = mm.rank_dealers if self.kind == "rank_dealers" else mm.rank_vins
+        validate_options(ranker, self.options)
+
+    @property
+    def group_by(self) -> tuple[str, ...]:
+        """Columns of a ranking group: the vehicle (rank_dealers) or the rooftop (rank_vins)."""
+        return VEHICLE_COLUMNS if self.kind == "rank_dealers" else DEALER_COLUMNS
+
+    @property
+    def labels(self) -> tuple[str, str]:
+        """What a group and a candidate are, for people."""
+        return ("vehicles", "dealers") if self.kind == "rank_dealers" else ("dealers", "vehicles")
+
+    def key(self, suffix: str = "") -> AssetKey:
+        """Return the key of ``name`` (or ``name_<suffix>``) under the prefix."""
+        return AssetKey([*self.key_prefix, f"{self.name}_{suffix}" if suffix else self.name])
+
+    @property
+    def ranked_key(self) -> AssetKey:
+        """Key of the ranked pairs (``mm.schemas.RankedMatch``)."""
+        return self.key()
+
+    @property
+    def failures_key(self) -> AssetKey:
+        """Key of the pairs not ranked (``mm.schemas.FailedMatch``)."""
+        return self.key("failures")
+
+
+def _prefix(key_prefix: str | Sequence[str] | None) -> tuple[str, ...]:
+    if key_prefix is None:
+        return ()
+    return (key_prefix,) if isinstance(key_prefix, str) else tuple(key_prefix)
+
+
+def _client_reference(step: RankingStep, context: AssetExecutionContext) -> str:
+    """``<client_reference or mm-<name>>[-<partition>]``: a retried run adopts its batch job."""
+    base = str(step.options.get("client_reference") or f"mm-{step.name}")
+    return f"{base}-{context.partition_key}" if context.has_partition_key else base
+
+
+def _run(
+    step: RankingStep,
+    context: AssetExecutionContext,
+    config: RankingConfig,
+    pairs: pl.DataFrame,
+) -> Iterator[Output[pl.DataFrame] | AssetCheckResult]:
+    """Rank ``pairs``; yield the two outputs, then the check results."""
+    resource: MarketMatchResource = getattr(context.resources, step.resource_key)
+    options = dict(step.options)
+    if step.kind == "rank_dealers":
+        options["client_reference"] = _client_reference(step, context)
+        result = resource.rank_dealers(pairs, **options)
+    else:
+        result = resource.rank_vins(pairs, **options)
+    yield Output(
+        result.ranked,
+        output_name="ranked",
+        metadata=ranking_metadata(result, group_by=step.group_by, labels=step.labels),
+    )
+    failed_metadata = {"preview": preview(result.failed)}
+    yield Output(result.failed, output_name="failures", metadata=failed_metadata)
+    yield from ranking_check_results(
+        step.ranked_key,
+        distinct_pairs=pairs.select(c for c in _PAIR_COLUMNS if c in pairs.columns).n_unique(),
+        ranked=result.ranked,
+        failed=result.failed,
+        group_by=step.group_by,
+        max_failure_rate=config.max_failure_rate,
+    )
+
+
+def _ranking_asset(step: RankingStep, ins: Mapping[str, AssetKey], what: str) -> AssetsDefinition:
+    """Build the multi-asset of ``step`` (ranked + failures + checks) reading ``ins``."""
+    from mm_pipeline.schemas import FailedMatch, RankedMatch  # noqa: PLC0415 (pandera: 0.7 s)
+
+    upstream = " and ".join(key.to_user_string() for key in ins.values())
+    decorator = multi_asset(
+        name="__".join(step.ranked_key.path),
+        outs={
+            "ranked": AssetOut(
+                key=step.ranked_key,
+                description=f"{what} (mm.{step.kind} over {upstream}): ranked pairs "
+                "(mm.schemas.RankedMatch).",
+                kinds=_KINDS,
+                metadata=schema_metadata(RankedMatch),
+            ),
+            "failures": AssetOut(
+                key=step.failures_key,
+                description=f"{what}: pairs that could not be ranked, with error_code and "
+                "error_message (mm.schemas.FailedMatch).",
+                kinds=_KINDS,
+                metadata=schema_metadata(FailedMatch),
+            ),
+        },
+        ins={name: AssetIn(key=key) for name, key in ins.items()},
+        partitions_def=step.partitions_def,
+        group_name=step.group_name,
+        required_resource_keys={step.resource_key},
+        pool=step.pool,
+        check_specs=ranking_check_specs(step.ranked_key),
+    )
+    if "pairs" in ins:
+
+        def rank_pairs(
+            context: AssetExecutionContext, config: RankingConfig, pairs: Any
+        ) -> Iterator[Output[pl.DataFrame] | AssetCheckResult]:
+            yield from _run(step, context, config, eager(pairs, upstream))
+
+        return decorator(rank_pairs)
+
+    def rank_crossed(
+        context: AssetExecutionContext, config: RankingConfig, vehicles: Any, dealers: Any
+    ) -> Iterator[Output[pl.DataFrame] | AssetCheckResult]:
+        crossed = mm.cross_pairs(
+            eager(vehicles, ins["vehicles"].to_user_string()),
+            eager(dealers, ins["dealers"].to_user_string()),
+        )
+        yield from _run(step, context, config, eager(crossed, upstream))
+
+    return decorator(rank_crossed)
+
+
+_WHAT: dict[Kind, str] = {
+    "rank_dealers": "Dealers ranked for each vehicle",
+    "rank_vins": "Candidate vehicles ranked for each dealer",
+}
+
+
+def _ranking_step(step: RankingStep, upstream: Mapping[str, UpstreamAsset]) -> AssetsDefinition:
+    """Resolve the upstream keys and build the ranking multi-asset of ``step``."""
+    ins = {arg: asset_key(value, arg) for arg, value in upstream.items()}
+    return _ranking_asset(step, ins, _WHAT[step.kind])
+
+
+def rank_dealers_assets(
+    *,
+    name: str,
+    pairs: UpstreamAsset | None = None,
+    vehicles: UpstreamAsset | None = None,
+    dealers: UpstreamAsset | None = None,
+    partitions_def: PartitionsDefinition | None = None,
+    group_name: str | None = None,
+    key_prefix: str | Sequence[str] | None = None,
+    resource_key: str = "marketmatch",
+    pool: str | None = BATCH_POOL,
+    assign: PlacementPlan | None = None,
+    **options: Any,
+) -> list[AssetsDefinition]:
+    """Definitions of one ``mm.rank_dealers`` step over your own upstream assets.
+
+    Parameters
+    ----------
+    name
+        Name of the ranked asset; its failures asset is ``<name>_failures``.
+    pairs
+        An upstream asset of vehicle-dealer pairs (``vin, price, miles, source`` and optional
+        ``zip``, ``mc_location_id``) ...
+    vehicles, dealers
+        ... or a vehicles asset (``vin, price, miles``) and a dealers asset (``source``,
+        optional ``zip``, ``mc_location_id``), every vehicle paired with every dealer
+        (``mm.cross_pairs``). Upstream values may be polars DataFrames or LazyFrames.
+    partitions_def
+        Partitions of the step (those of the upstream assets, typically); None: unpartitioned.
+    group_name, key_prefix
+        Asset group, and key prefix of the step's assets (not of the upstream ones).
+    resource_key
+        Resource key of the :class:`MarketMatchResource`.
+    pool
+        Dagster concurrency pool (default ``marketmatch_batch``: give it limit 1, since an
+        account has one active batch job at a time). None: no pool.
+    assign
+        Also plan where each vehicle goes (``mm.assign`` under dealer capacity): a
+        :class:`PlacementPlan` appends the ``<name>_plan`` and ``<name>_plan_unassigned``
+        assets, downstream of ``<name>``, with the checks of :data:`PLAN_CHECKS`.
+    **options
+        Options of ``mm.rank_dealers`` (``mode``, ``exact_top_k``, ``chunk_size``,
+        ``on_request_failed``, ``cache_dir``, ...), over the resource's defaults. The batch
+        job's client reference is ``<client_reference or mm-<name>>-<partition key>``.
+
+    Returns
+    -------
+    list[AssetsDefinition]
+        The ranking multi-asset: ``<name>`` (``mm.schemas.RankedMatch``) and
+        ``<name>_failures`` (``mm.schemas.FailedMatch``), with the checks of
+        :data:`RANKING_CHECKS` on ``<name>``; run config :class:`RankingConfig`. With
+        ``assign=``, then the plan multi-asset (run config :class:`PlanConfig`).
+
+    Raises
+    ------
+    TypeError
+        When the upstream arguments do not name a pairs asset or a vehicles and a dealers
+        asset, or an option is not one of ``mm.rank_dealers``'s.
+    mm_pipeline.ConfigurationError
+        When an option's value does not fit it (e.g. ``mode="fast"``).
+
+    Examples
+    --------
+    >>> assets = rank_dealers_assets(
+    ...     name="placement", vehicles="my_inventory", dealers="my_rooftops", mode="online"
+    ... )
+    >>> sorted(key.to_user_string() for key in assets[0].keys)
+    ['placement', 'placement_failures']
+    """
+    crossed = pairs is None and vehicles is not None and dealers is not None
+    if not crossed and (pairs is None or vehicles is not None or dealers is not None):
+        raise TypeError(
+            "rank_dealers_assets needs either pairs= (a pairs asset) or both vehicles= and "
+            "dealers= (crossed with mm.cross_pairs), not both"
+        )
+    upstream = {"pairs": pairs, "vehicles": vehicles, "dealers": dealers}
+    step = RankingStep(name, "rank_dealers", _prefix(key_prefix), partitions_def, group_name,
+                       resource_key, pool, options)  # fmt: skip
+    ranking = _ranking_step(step, {k: v for k, v in upstream.items() if v is not None})
+    # Steps downstream of the ranking build on `step` and are appended here.
+    return [ranking] if assign is None else [ranking, placement_plan_asset(step, assign)]
+
+
+def rank_vins_assets(
+    *,
+    name: str,
+    pairs: UpstreamAsset,
+    partitions_def: PartitionsDefinition | None = None,
+    group_name: str | None = None,
+    key_prefix: str | Sequence[str] | None = None,
+    resource_key: str = "marketmatch",
+    pool: str | None = API_POOL,
+    **options: Any,
+) -> list[AssetsDefinition]:
+    """Definitions of one ``mm.rank_vins`` step (always online) over your own pairs asset.
+
+    As :func:`rank_dealers_assets`, with each dealer rooftop's candidate vehicles as the pairs;
+    ``options`` are those of ``mm.rank_vins`` and the default pool is ``marketmatch_api``.
+
+    Examples
+    --------
+    >>> assets = rank_vins_assets(name="sourcing", pairs="candidates", key_prefix="mm")
+    >>> sorted(key.to_user_string() for key in assets[0].keys)
+    ['mm/sourcing', 'mm/sourcing_failures']
+    """
+    step = RankingStep(name, "rank_vins", _prefix(key_prefix), partitions_def, group_name,
+                       resource_key, pool, options)  # fmt: skip
+    return [_ranking_step(step, {"pairs": pairs})]
