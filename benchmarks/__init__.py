@@ -15,6 +15,8 @@ Scenarios (targets from issue 6):
 5. :mod:`~benchmarks.overhead` -- scenario 2 at 10k, 100k, 1M pairs: growth against linear.
 6. :mod:`~benchmarks.assign` -- ``mm.assign`` on 100k and 1M candidate pairs against the greedy
    baseline (issue 13).
+7. :mod:`~benchmarks.cost` -- requests spent over a mix of group sizes and ``exact_top_k``,
+   against the achievable minimum (issue 11); ``ceil(n / cap)`` as the bound.
 
 The baseline (:mod:`benchmarks.baseline`) is what an analyst writes without the library.
 Measurements that need a clean process (peak RSS, one pinned core) run in worker processes

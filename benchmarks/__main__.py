@@ -16,12 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks import assign, batch, fanout, overhead, throughput
+from benchmarks import assign, batch, cost, fanout, overhead, throughput
 from benchmarks._report import Report, Row
 from benchmarks._signals import exit_on_signals
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SCENARIOS = (1, 2, 3, 4, 5, 6)
+SCENARIOS = (1, 2, 3, 4, 5, 6, 7)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,6 +35,8 @@ class Sizes:
     throughput_seconds: float
     assign_vehicles: tuple[int, ...]
     """Vehicles of scenario 6 (each with its exact top-10 of 1,000 dealers)."""
+    cost_sizes: dict[str, tuple[int, ...]]
+    """Group sizes per endpoint of scenario 7."""
 
 
 FULL = Sizes(
@@ -43,6 +45,7 @@ FULL = Sizes(
     batch_rows=1_000_000,
     throughput_seconds=5.0,
     assign_vehicles=(10_000, 100_000),
+    cost_sizes=cost.FULL_SIZES,
 )
 QUICK = Sizes(
     fanout_requests=24,
@@ -50,6 +53,7 @@ QUICK = Sizes(
     batch_rows=20_000,
     throughput_seconds=1.0,
     assign_vehicles=(1_000,),
+    cost_sizes=cost.QUICK_SIZES,
 )
 
 
@@ -89,6 +93,7 @@ def _run(sizes: Sizes, only: set[int], work: Path, out: Path, stem: str, report:
             "6 placement under capacity",
             lambda: assign.run(list(sizes.assign_vehicles), progress=_say),
         ),
+        ({7}, "7 request cost", lambda: cost.run(sizes.cost_sizes, progress=_say)),
     ]
     for numbers, label, step in steps:
         if not numbers & only:

@@ -34,13 +34,13 @@ CATEGORIES: tuple[tuple[str, str | None, frozenset[str] | None], ...] = (
     (
         "match answers to pairs",
         None,
-        frozenset({"_record_exact", "_match_ranked", "_absorb", "_take"}),
+        frozenset({"record_echo", "match_ranked", "absorb", "take", "refused_ranks"}),
     ),
     ("request bodies", None, frozenset({"_body", "json_fragments"})),
     (
         "groups, per-pair lists and result frames",
         None,
-        frozenset({"_groups", "_ranker", "_assemble", "_result"}),
+        frozenset({"_groups", "_chunk_json", "empty", "frames", "_result"}),
     ),
 )
 

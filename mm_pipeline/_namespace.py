@@ -16,17 +16,34 @@ Examples
 
 from __future__ import annotations
 
-from typing import Unpack
+from collections.abc import Callable
+from typing import Concatenate, ParamSpec, TypeVar
 
 import polars as pl
 
 from mm_pipeline._assign import assign
 from mm_pipeline._assign_result import AssignResult
 from mm_pipeline._plan import DEFAULT_RATE_LIMIT, Endpoint, Plan, plan
-from mm_pipeline._rank import DealersOptions, VinsOptions, rank_dealers, rank_vins
-from mm_pipeline._result import RankResult
+from mm_pipeline._rank import rank_dealers, rank_vins
 
 __all__ = ["MarketMatchNamespace"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+Frame = pl.DataFrame | pl.LazyFrame
+
+
+def _on_frame(
+    function: Callable[Concatenate[Frame, P], T], doc: str
+) -> Callable[Concatenate[MarketMatchNamespace, P], T]:
+    """Make a namespace method calling ``function`` on the frame (its options spelled there)."""
+
+    def method(self: MarketMatchNamespace, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return function(self._frame, *args, **kwargs)
+
+    method.__name__ = method.__qualname__ = function.__name__
+    method.__doc__ = doc
+    return method
 
 
 @pl.api.register_dataframe_namespace("marketmatch")
@@ -37,13 +54,14 @@ class MarketMatchNamespace:
     def __init__(self, frame: pl.DataFrame | pl.LazyFrame) -> None:
         self._frame = frame
 
-    def rank_dealers(self, **options: Unpack[DealersOptions]) -> RankResult:
-        """Rank the dealers of every vehicle: :func:`mm_pipeline.rank_dealers` on this frame."""
-        return rank_dealers(self._frame, **options)
-
-    def rank_vins(self, **options: Unpack[VinsOptions]) -> RankResult:
-        """Rank the vehicles of every dealer: :func:`mm_pipeline.rank_vins` on this frame."""
-        return rank_vins(self._frame, **options)
+    rank_dealers = _on_frame(
+        rank_dealers,
+        "Rank the dealers of every vehicle: :func:`mm_pipeline.rank_dealers` on this frame.",
+    )
+    rank_vins = _on_frame(
+        rank_vins,
+        "Rank the vehicles of every dealer: :func:`mm_pipeline.rank_vins` on this frame.",
+    )
 
     def plan(
         self,

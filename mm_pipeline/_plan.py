@@ -1,23 +1,21 @@
 """Grouping, chunking and the request plan: what a ranking costs before anything is sent.
 
-A ranking call groups the pairs (by vehicle for ``/dealers/rank``, by dealer for ``/vins/rank``),
-splits every group into balanced chunks of at most ``chunk_size`` items, and -- for groups larger
-than one chunk -- runs re-ranking rounds over the top ``exact_top_k`` of every chunk until one
-request holds them all (see ``_exact``). The functions here are the single description of that
-arithmetic: the fan-out follows :func:`split_sizes`, and :func:`plan` counts with
-:func:`group_rounds`, so the plan is exactly what an error-free run sends.
+A ranking call groups the pairs (by vehicle for ``/dealers/rank``, by dealer for ``/vins/rank``);
+a group that fits one request is sent whole, a larger one is ranked in re-ranking rounds that
+keep the top ``exact_top_k`` of every answer (``_online/_rounds.py``). :func:`plan` counts every
+group with :func:`~mm_pipeline._online._rounds.group_rounds`, which runs the very schedule the
+route runs, so the plan is exactly what an error-free run sends.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, cast
 
 import polars as pl
 
 from mm_pipeline._normalize import prepare
+from mm_pipeline._online._rounds import group_rounds, split_sizes
 
 __all__ = [
     "DEFAULT_EXACT_TOP_K",
@@ -37,8 +35,9 @@ Endpoint = Literal["dealers", "vins"]
 
 #: Published per-request limits: 100 dealers for one VIN, 20 VINs for one dealer.
 MAX_CHUNK: dict[Endpoint, int] = {"dealers": 100, "vins": 20}
-#: Ranks 1..K of every group are exact by default (capped at half a chunk).
-DEFAULT_EXACT_TOP_K = 10
+#: Ranks 1..K of every group are exact by default (capped at half a chunk). Chosen from the cost
+#: table in the README: ~1.1x ceil(n / cap) requests for dealers, ~1.2x for VINs.
+DEFAULT_EXACT_TOP_K: dict[Endpoint, int] = {"dealers": 10, "vins": 3}
 #: Requests per second assumed by :func:`plan` for its time estimate (MarketCheck's basic plan).
 DEFAULT_RATE_LIMIT = 5.0
 #: The columns that define one group (one ranking) per endpoint.
@@ -60,9 +59,10 @@ def resolve_sizes(
     chunk_size
         Items per request; ``None`` means the published maximum. Never larger than it, at least 2.
     exact_top_k
-        How many leading ranks of a multi-chunk group must be exact; ``None`` means
-        ``min(10, chunk_size // 2)``. At most ``chunk_size // 2`` so that every re-ranking round
-        at least halves the candidates.
+        How many leading ranks of a multi-chunk group must be exact, from 0 (no re-ranking:
+        ``ceil(n / chunk_size)`` requests) to ``chunk_size - 1``; each full re-ranking request
+        eliminates ``chunk_size - exact_top_k`` items. ``None`` means the endpoint's default
+        (:data:`DEFAULT_EXACT_TOP_K`), at most ``chunk_size // 2``.
 
     Returns
     -------
@@ -72,7 +72,7 @@ def resolve_sizes(
     Examples
     --------
     >>> resolve_sizes("vins", chunk_size=None, exact_top_k=None)
-    (20, 10)
+    (20, 3)
     >>> resolve_sizes("dealers", chunk_size=8, exact_top_k=None)
     (8, 4)
     """
@@ -84,70 +84,14 @@ def resolve_sizes(
         raise ValueError(
             f"chunk_size for /{endpoint}/rank must be an integer from 2 to {limit}, got {size!r}"
         )
-    top_k = min(DEFAULT_EXACT_TOP_K, size // 2) if exact_top_k is None else exact_top_k
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= size // 2:
+    default = min(DEFAULT_EXACT_TOP_K[endpoint], size // 2)
+    top_k = default if exact_top_k is None else exact_top_k
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 0 <= top_k < size:
         raise ValueError(
-            f"exact_top_k must be an integer from 1 to chunk_size // 2 = {size // 2} "
-            f"(each re-ranking round keeps the top-K of every chunk), got {top_k!r}"
+            f"exact_top_k must be an integer from 0 to chunk_size - 1 = {size - 1} (each "
+            f"re-ranking request keeps the top-K of what it ranks), got {top_k!r}"
         )
     return size, top_k
-
-
-def split_sizes(n: int, chunk_size: int) -> list[int]:
-    """Split ``n`` items into the fewest balanced chunks of at most ``chunk_size``.
-
-    Balanced (sizes differ by at most one) so that no chunk is tiny: 101 items in chunks of 100
-    become 51 + 50, not 100 + 1.
-
-    Examples
-    --------
-    >>> split_sizes(101, 100)
-    [51, 50]
-    >>> split_sizes(0, 100)
-    []
-    """
-    if n <= 0:
-        return []
-    count = math.ceil(n / chunk_size)
-    base, extra = divmod(n, count)
-    return [base + 1] * extra + [base] * (count - extra)
-
-
-def group_rounds(
-    n: int, chunk_size: int, exact_top_k: int, *, preranked: Sequence[int] = ()
-) -> list[int]:
-    """Count the requests per round for one group of ``n`` items.
-
-    Round 1 ranks every chunk; each further round ranks the top ``exact_top_k`` of every chunk
-    of the round before, until a single request holds all candidates. ``preranked`` gives the
-    sizes of chunks already ranked (the batch route's order of a vehicle's dealers with a zip,
-    merged with the ``n`` unranked ones): their top ``exact_top_k`` join round 1.
-
-    Examples
-    --------
-    >>> group_rounds(100, 100, 10)
-    [1]
-    >>> group_rounds(1000, 100, 10)
-    [10, 1]
-    >>> group_rounds(5000, 100, 10)
-    [50, 5, 1]
-    >>> group_rounds(12, 100, 10, preranked=[308])  # 10 + 12 candidates: one request
-    [1]
-    >>> group_rounds(0, 100, 10, preranked=[308])  # nothing to merge
-    []
-    """
-    rankings = [size for size in preranked if size > 0]
-    if n <= 0 and len(rankings) <= 1:
-        return []
-    rounds: list[int] = []
-    remaining = n + sum(min(exact_top_k, size) for size in rankings)
-    while remaining > 0:
-        sizes = split_sizes(remaining, chunk_size)
-        rounds.append(len(sizes))
-        if len(sizes) == 1:
-            break
-        remaining = sum(min(exact_top_k, size) for size in sizes)
-    return rounds
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -279,7 +223,8 @@ def plan(
     go through batch jobs instead, and only the vehicles that also have dealers without a zip
     are completed online: :func:`group_rounds` ``(n, chunk_size, exact_top_k,
     preranked=[b])`` requests for a vehicle with ``n`` such dealers and ``b`` batch-ranked ones
-    (one request when ``n + min(b, exact_top_k) <= chunk_size``), counted in
+    (one request when ``n + min(b, exact_top_k) <= chunk_size``; 0 with ``exact_top_k=0``,
+    which only ranks the ``n`` in ``ceil(n / chunk_size)`` requests), counted in
     ``RankStats.merge_requests``.
 
     Parameters
@@ -306,14 +251,14 @@ def plan(
     >>> vehicles = pl.DataFrame({"vin": ["WP1BE2AY5PDA28064"], "price": [20000], "miles": [3000]})
     >>> dealers = pl.DataFrame({"source": [f"dealer{i}.com" for i in range(250)]})
     >>> p = mm.plan(mm.cross_pairs(vehicles, dealers), exact_top_k=10)
-    >>> p.requests_per_round, p.requests
-    ((3, 1), 4)
+    >>> p.requests_per_round, p.requests  # two full requests, then 2 x 10 + 50 in one
+    ((2, 1), 3)
     >>> print(p)  # doctest: +NORMALIZE_WHITESPACE
     Plan(endpoint='dealers', chunk_size=100, exact_top_k=10)
       input:    250 rows -> 250 distinct valid pairs (0 invalid, 0 duplicates, 0 conflicts)
       groups:   1 (largest 250 pairs)
-      requests: 4 in 2 round(s) (3 + 1); 1 for re-ranking
-      time:     >= 0.8 s at 5 req/s
+      requests: 3 in 2 round(s) (2 + 1); 1 for re-ranking
+      time:     >= 0.6 s at 5 req/s
     """
     size, top_k = resolve_sizes(endpoint, chunk_size=chunk_size, exact_top_k=exact_top_k)
     prepared = prepare(pairs, endpoint=endpoint, on_invalid="fail")

@@ -1,7 +1,7 @@
 """The public ranking functions: rank_dealers, rank_vins, their async twins, cross_pairs.
 
 One call: normalise and validate the pairs (``_normalize``), drop exact duplicates, plan
-(``_plan``), then route the distinct valid pairs -- online (``_fanout`` + ``_exact``) or, for
+(``_plan``), then route the distinct valid pairs -- online (``_online``) or, for
 ``rank_dealers`` with ``mode="batch"``/``"auto"``, through batch jobs (``_batch._route``) -- and
 return typed frames in a :class:`~mm_pipeline.RankResult`.
 
@@ -9,18 +9,20 @@ The batch route is hybrid. The batch file has no ``mc_location_id`` column, so o
 a ``zip`` go through batch jobs; batch ranks every vehicle's dealers with a zip in one exact
 order. A vehicle that also has dealers without a zip (known by ``mc_location_id`` alone, or a
 single-location source) is then completed online: its batch order is one pre-ranked chunk that
-the re-ranking rounds of ``_exact`` merge with the other dealers (typically one request per
-vehicle: the batch top-K plus the dealers without a zip). Its ranks 1..K are exact, the rest
-follow the documented rule of ``_exact``; vehicles whose dealers all have a zip keep the batch
-ranks, exact throughout.
+the re-ranking rounds (``_online/_rounds.py``) merge with the other dealers (typically one
+request per vehicle: the batch top-K plus the dealers without a zip, filled up with the batch's
+next ones). Its first ranks are exact, the rest follow the documented rule of the rounds;
+vehicles whose dealers all have a zip keep the batch ranks, exact throughout.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Literal, TypedDict, overload
+from typing import Any, Literal, ParamSpec, TypeVar, overload
 
 import polars as pl
 
@@ -33,7 +35,6 @@ from mm_pipeline._batch._route import (
 )
 from mm_pipeline._client import MarketMatchClient
 from mm_pipeline._exceptions import InvalidInputError
-from mm_pipeline._fanout import OnlineOutcome, OnRequestFailed, rank_online
 from mm_pipeline._frames import (
     FAILED_SCHEMA,
     FAILED_WITH_ROW,
@@ -43,6 +44,8 @@ from mm_pipeline._frames import (
     ROW,
 )
 from mm_pipeline._normalize import OnInvalid, Prepared, prepare
+from mm_pipeline._online._record import OnlineOutcome
+from mm_pipeline._online._run import OnlineOptions, OnRequestFailed, rank_online
 from mm_pipeline._plan import (
     GROUP_KEYS,
     Endpoint,
@@ -56,9 +59,7 @@ from mm_pipeline._session import Session
 from mm_pipeline._sync import run_sync
 
 __all__ = [
-    "DealersOptions",
     "Mode",
-    "VinsOptions",
     "arank_dealers",
     "arank_vins",
     "cross_pairs",
@@ -68,29 +69,52 @@ __all__ = [
 
 Mode = Literal["online", "batch", "auto"]
 Frame = pl.DataFrame | pl.LazyFrame
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
-class VinsOptions(TypedDict, total=False):
-    """Keyword options of :func:`rank_vins` (and of ``rank_dealers``, which adds more)."""
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RankOptions:
+    """The options of one ranking call, as given (validated and resolved by :func:`_arank`).
 
-    client: MarketMatchClient | None
-    exact_top_k: int | None
-    chunk_size: int | None
-    on_invalid: OnInvalid
-    on_request_failed: OnRequestFailed
-    progress: bool | None
+    Built once by the public functions and carried to the routes; the defaults are the public
+    functions' defaults.
+    """
+
+    client: MarketMatchClient | None = None
+    mode: Mode = "online"
+    exact_top_k: int | None = None
+    chunk_size: int | None = None
+    on_invalid: OnInvalid = "raise"
+    on_request_failed: OnRequestFailed = "raise"
+    progress: bool | None = None
+    client_reference: str | None = None
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    poll_timeout: float = DEFAULT_POLL_TIMEOUT
+    cache_dir: str | Path | None = None
+    on_job_failed: Literal["raise", "fail"] = "raise"
 
 
-class DealersOptions(VinsOptions, total=False):
-    """Keyword options of :func:`rank_dealers`."""
+def _sync_twin(
+    afunc: Callable[P, Coroutine[Any, Any, T]],
+) -> Callable[[Callable[[], None]], Callable[P, T]]:
+    """Make the synchronous twin of ``afunc``: same parameters, the decorated stub's docstring.
 
-    mode: Mode
-    client_reference: str | None
-    webhook_url: str | None
-    webhook_secret: str | None
-    poll_timeout: float
-    cache_dir: str | Path | None
-    on_job_failed: Literal["raise", "fail"]
+    The parameters are spelled once, on the async function; ``inspect.signature`` (and so the
+    docs) reads them through ``__wrapped__``, and type checkers through the ``ParamSpec``.
+    """
+
+    def twin_of(stub: Callable[[], None]) -> Callable[P, T]:
+        @functools.wraps(afunc)
+        def twin(*args: P.args, **kwargs: P.kwargs) -> T:
+            return run_sync(lambda: afunc(*args, **kwargs))
+
+        twin.__name__, twin.__qualname__ = stub.__name__, stub.__qualname__
+        twin.__doc__ = stub.__doc__
+        return twin
+
+    return twin_of
 
 
 def _empty_outcome() -> OnlineOutcome:
@@ -114,7 +138,7 @@ def _hand_over(
     vehicle (``vin``, ``price``, ``miles``), which keeps their (exact) order. The pre-ranked
     pairs carry their input columns and ``_row`` (from ``pairs``), the batch scores and rank,
     and the rooftop id the batch resolved (``answered_mc_location_id``), as
-    :func:`~mm_pipeline._fanout.rank_online` takes them.
+    :func:`~mm_pipeline._online._run.rank_online` takes them.
     """
     keys = list(GROUP_KEYS["dealers"])
     ranked = batch.ranked.with_columns(
@@ -155,16 +179,16 @@ async def _run_batch(
     *,
     session: Session,
     progress: bool | None,
-    options: DealersOptions,
+    options: RankOptions,
 ) -> BatchOutcome:
-    cache_dir = options.get("cache_dir")
+    cache_dir = options.cache_dir
     batch_options = BatchOptions(
-        client_reference=options.get("client_reference"),
-        webhook_url=options.get("webhook_url"),
-        webhook_secret=options.get("webhook_secret"),
-        poll_timeout=options.get("poll_timeout", DEFAULT_POLL_TIMEOUT),
+        client_reference=options.client_reference,
+        webhook_url=options.webhook_url,
+        webhook_secret=options.webhook_secret,
+        poll_timeout=options.poll_timeout,
         cache_dir=Path(cache_dir) if cache_dir is not None else None,
-        on_job_failed=options.get("on_job_failed", "raise"),
+        on_job_failed=options.on_job_failed,
     )
     return await rank_pairs_batch(pairs, session=session, options=batch_options, progress=progress)
 
@@ -179,19 +203,17 @@ def _in_group_order(ranked: pl.DataFrame, endpoint: Endpoint) -> pl.DataFrame:
     )
 
 
-async def _arank(
-    pairs: Frame, *, endpoint: Endpoint, mode: Mode, options: DealersOptions
-) -> RankResult:
+async def _arank(pairs: Frame, *, endpoint: Endpoint, options: RankOptions) -> RankResult:
     started = time.monotonic()
+    mode, on_request_failed = options.mode, options.on_request_failed
     if mode not in ("online", "batch", "auto"):
         raise ValueError(f"mode must be 'online', 'batch' or 'auto', got {mode!r}")
     chunk_size, exact_top_k = resolve_sizes(
-        endpoint, chunk_size=options.get("chunk_size"), exact_top_k=options.get("exact_top_k")
+        endpoint, chunk_size=options.chunk_size, exact_top_k=options.exact_top_k
     )
-    on_request_failed = options.get("on_request_failed", "raise")
     if on_request_failed not in ("raise", "fail"):
         raise ValueError(f"on_request_failed must be 'raise' or 'fail', got {on_request_failed!r}")
-    prepared = prepare(pairs, endpoint=endpoint, on_invalid=options.get("on_invalid", "raise"))
+    prepared = prepare(pairs, endpoint=endpoint, on_invalid=options.on_invalid)
     plan = plan_prepared(
         prepared.pairs, endpoint=endpoint, chunk_size=chunk_size, exact_top_k=exact_top_k
     )
@@ -199,8 +221,8 @@ async def _arank(
     use_batch = mode == "batch" or (mode == "auto" and plan.requests > BATCH_THRESHOLD_REQUESTS)
     if endpoint == "dealers" and use_batch:
         online_pairs, batch_pairs = _split_for_batch(prepared.pairs)
-    client = options.get("client") or MarketMatchClient()
-    progress = options.get("progress")
+    client = options.client or MarketMatchClient()
+    progress = options.progress
     online = _empty_outcome()
     batch: BatchOutcome | None = None
     preranked: pl.DataFrame | None = None
@@ -215,17 +237,17 @@ async def _arank(
                 online_pairs, preranked, chunk_size=chunk_size, exact_top_k=exact_top_k
             )
         if online_pairs.height:
-            online = await rank_online(
-                online_pairs,
+            online_options = OnlineOptions(
                 endpoint=endpoint,
-                session=session,
                 chunk_size=chunk_size,
                 exact_top_k=exact_top_k,
                 concurrency=2 * client.max_concurrency,
                 on_request_failed=on_request_failed,
                 progress=progress,
                 planned_requests=planned,
-                preranked=preranked,
+            )
+            online = await rank_online(
+                online_pairs, session=session, options=online_options, preranked=preranked
             )
         http = session.stats
     return _result(
@@ -282,6 +304,9 @@ def _result(
         merge_requests=online.counters.merge_requests,
         resent_after_422=online.counters.resent_after_422,
         consistency_violations=online.counters.consistency_violations,
+        lost_candidates=online.counters.lost_candidates,
+        refused_answers=online.counters.refused_answers,
+        reasks=online.counters.reasks,
         unmatched_answers=online.counters.unmatched_answers,
         chunk_size=plan.chunk_size,
         exact_top_k=plan.exact_top_k,
@@ -313,8 +338,9 @@ async def arank_dealers(
     on_job_failed: Literal["raise", "fail"] = "raise",
 ) -> RankResult:
     """Rank the dealers of every vehicle (async :func:`rank_dealers`; same parameters)."""
-    options = DealersOptions(
+    options = RankOptions(
         client=client,
+        mode=mode,
         exact_top_k=exact_top_k,
         chunk_size=chunk_size,
         on_invalid=on_invalid,
@@ -327,26 +353,11 @@ async def arank_dealers(
         cache_dir=cache_dir,
         on_job_failed=on_job_failed,
     )
-    return await _arank(pairs, endpoint="dealers", mode=mode, options=options)
+    return await _arank(pairs, endpoint="dealers", options=options)
 
 
-def rank_dealers(
-    pairs: Frame,
-    *,
-    client: MarketMatchClient | None = None,
-    mode: Mode = "auto",
-    exact_top_k: int | None = None,
-    chunk_size: int | None = None,
-    on_invalid: OnInvalid = "raise",
-    on_request_failed: OnRequestFailed = "raise",
-    progress: bool | None = None,
-    client_reference: str | None = None,
-    webhook_url: str | None = None,
-    webhook_secret: str | None = None,
-    poll_timeout: float = DEFAULT_POLL_TIMEOUT,
-    cache_dir: str | Path | None = None,
-    on_job_failed: Literal["raise", "fail"] = "raise",
-) -> RankResult:
+@_sync_twin(arank_dealers)
+def rank_dealers() -> None:  # a stub for the docstring: the parameters are arank_dealers'.
     """Rank the dealers of every vehicle (``/dealers/rank``).
 
     Pairs are grouped by vehicle (``vin``, ``price``, ``miles``: the same VIN at two prices is
@@ -372,9 +383,12 @@ def rank_dealers(
         1..K are then exact and the rest follow the rule of ``exact_top_k``.
     exact_top_k
         For groups larger than one request: ranks 1..K are made exact with re-ranking rounds
-        (``rank_exact`` true); ranks beyond K follow the documented order of
-        :mod:`mm_pipeline._exact` (``rank_exact`` false). Default ``min(10, chunk_size // 2)``;
-        at most ``chunk_size // 2``. Groups that fit one request are exact throughout.
+        (``rank_exact`` true; often more ranks are, at no cost); ranks beyond follow the
+        documented order of :mod:`mm_pipeline._online._rounds` (``rank_exact`` false). A group
+        of n dealers costs ``ceil((n - K) / (chunk_size - K))`` requests (the fewest possible;
+        ``ceil(n / chunk_size)`` for K = 0, which skips re-ranking). 0..chunk_size - 1,
+        default ``min(10, chunk_size // 2)`` (about 1.1x ``ceil(n / 100)`` requests; see the
+        README's cost table). Groups that fit one request are exact throughout.
     chunk_size
         Dealers per request: 2..100, default 100.
     on_invalid
@@ -416,24 +430,6 @@ def rank_dealers(
     >>> result.ranked.get_column("rank_exact").all(), result.failed.height
     (True, 0)
     """
-    return run_sync(
-        lambda: arank_dealers(
-            pairs,
-            client=client,
-            mode=mode,
-            exact_top_k=exact_top_k,
-            chunk_size=chunk_size,
-            on_invalid=on_invalid,
-            on_request_failed=on_request_failed,
-            progress=progress,
-            client_reference=client_reference,
-            webhook_url=webhook_url,
-            webhook_secret=webhook_secret,
-            poll_timeout=poll_timeout,
-            cache_dir=cache_dir,
-            on_job_failed=on_job_failed,
-        )
-    )
 
 
 async def arank_vins(
@@ -447,7 +443,7 @@ async def arank_vins(
     progress: bool | None = None,
 ) -> RankResult:
     """Rank the vehicles of every dealer (async :func:`rank_vins`; same parameters)."""
-    options = DealersOptions(
+    options = RankOptions(
         client=client,
         exact_top_k=exact_top_k,
         chunk_size=chunk_size,
@@ -455,19 +451,11 @@ async def arank_vins(
         on_request_failed=on_request_failed,
         progress=progress,
     )
-    return await _arank(pairs, endpoint="vins", mode="online", options=options)
+    return await _arank(pairs, endpoint="vins", options=options)
 
 
-def rank_vins(
-    pairs: Frame,
-    *,
-    client: MarketMatchClient | None = None,
-    exact_top_k: int | None = None,
-    chunk_size: int | None = None,
-    on_invalid: OnInvalid = "raise",
-    on_request_failed: OnRequestFailed = "raise",
-    progress: bool | None = None,
-) -> RankResult:
+@_sync_twin(arank_vins)
+def rank_vins() -> None:  # a stub for the docstring: the parameters are arank_vins'.
     """Rank the vehicles of every dealer (``/vins/rank``), always online.
 
     Pairs are grouped by dealer as given (``source``, ``zip``, ``mc_location_id``: the same
@@ -475,7 +463,7 @@ def rank_vins(
     1..N. A VIN given twice for one dealer with different price/miles keeps its first row; the
     others go to ``failed`` as ``duplicate_conflict``. Parameters and result as for
     :func:`rank_dealers`, except ``chunk_size`` (VINs per request) is 2..20, default 20, and
-    ``exact_top_k`` defaults to 10.
+    ``exact_top_k`` defaults to 3 (about 1.2x ``ceil(n / 20)`` requests).
 
     Examples
     --------
@@ -492,17 +480,6 @@ def rank_vins(
     >>> sorted(result.ranked.get_column("vin_rank").to_list())
     [1, 2, 3]
     """
-    return run_sync(
-        lambda: arank_vins(
-            pairs,
-            client=client,
-            exact_top_k=exact_top_k,
-            chunk_size=chunk_size,
-            on_invalid=on_invalid,
-            on_request_failed=on_request_failed,
-            progress=progress,
-        )
-    )
 
 
 @overload

@@ -40,6 +40,14 @@ class RankStats:
     consistency_violations
         Contradictions seen in the API's answers (a pair scored differently in two requests,
         a chunk's relative order not holding in a later round, a ranked pair failing later).
+    lost_candidates
+        Re-ranking candidates that a later request failed (the API contradicting an earlier
+        answer); each made the answers it came from give their next item as a candidate, so
+        the exact ranks stay exact (at the cost of an extra request now and then).
+    refused_answers, reasks
+        Ranked answer items whose ``vin_rank`` could not be trusted (missing, not a positive
+        integer within the request, or shared with another item), and the chunks asked again
+        because of them (once each; items refused again go to ``failed``, ``ranking_failed``).
     unmatched_answers
         Answer items that matched no pair of their request (ignored).
     chunk_size, exact_top_k
@@ -68,6 +76,9 @@ class RankStats:
     merge_requests: int = 0
     resent_after_422: int = 0
     consistency_violations: int = 0
+    lost_candidates: int = 0
+    refused_answers: int = 0
+    reasks: int = 0
     unmatched_answers: int = 0
     chunk_size: int = 0
     exact_top_k: int = 0
@@ -145,7 +156,13 @@ class RankResult:
             (
                 "checks",
                 f"{s.consistency_violations:,} consistency violations, "
-                f"{s.unmatched_answers:,} unmatched answers",
+                f"{s.unmatched_answers:,} unmatched answers"
+                + (
+                    f", {s.refused_answers:,} ranks refused ({s.reasks:,} chunks re-asked)"
+                    if s.refused_answers
+                    else ""
+                )
+                + (f", {s.lost_candidates:,} candidates lost" if s.lost_candidates else ""),
             ),
             ("elapsed", f"{s.elapsed:.2f} s"),
         ]

@@ -309,3 +309,45 @@ def unwritable_dir(tmp_path: Path) -> Iterator[Path]:
     finally:
         if folder.is_relative_to(tmp_path):
             folder.chmod(0o755)
+
+
+def server_jobs(sb: Sandbox, key: str | None = None) -> list[dict[str, Any]]:
+    """Every job of the key's account, straight from the API (no client logic)."""
+    with client_for(sb, key) as http:
+        body = http.get("/v2/batch/marketmatch/rank/jobs", params={"rows": 100}).json()
+    jobs: list[dict[str, Any]] = body["jobs"]
+    return jobs
+
+
+class SubsetRanker:
+    """Ranks chunks by a fixed fit per item (ties by id), as the ranking contract promises.
+
+    Records every chunk it was asked for. ``failing`` items are never ranked; ``fail_on_repeat``
+    items are ranked the first time and fail whenever they are sent again (an API contradicting
+    an earlier answer).
+    """
+
+    def __init__(
+        self,
+        fit: dict[int, float],
+        *,
+        failing: frozenset[int] = frozenset(),
+        fail_on_repeat: frozenset[int] = frozenset(),
+    ) -> None:
+        self.fit = fit
+        self.failing = failing
+        self.fail_on_repeat = fail_on_repeat
+        self.seen: set[int] = set()
+        self.chunks: list[list[int]] = []
+
+    async def __call__(self, chunk: list[int]) -> list[int]:
+        self.chunks.append(list(chunk))
+        again = self.fail_on_repeat & self.seen
+        self.seen.update(chunk)
+        ranked = [item for item in chunk if item not in self.failing and item not in again]
+        return sorted(ranked, key=lambda item: (-self.fit[item], item))
+
+    def truth(self, items: list[int]) -> list[int]:
+        """The order one request holding ``items`` would give (failing items left out)."""
+        kept = [item for item in items if item not in self.failing]
+        return sorted(kept, key=lambda item: (-self.fit[item], item))

@@ -50,6 +50,10 @@ FIGURES = {
         "vehicles placed",
         "total cost (sum of vin_rank)",
     },
+    "7": {
+        f"requests ÷ achievable minimum, {label}"
+        for label in ("K=10 (default)", "K=3 (default)", "K=1", "K=10", "K=0")
+    },
 }
 
 
@@ -81,6 +85,9 @@ def test_quick_mode_has_every_scenario_row(quick_run: tuple[str, dict[str, Any]]
         assert row["ours"] is not None, row
     assert seen == FIGURES
     assert results["mode"] == "quick"
+    cost = [row for row in results["rows"] if row["scenario"].startswith("7 ")]
+    assert cost
+    assert all(row["met"] for row in cost), cost  # never above the minimum
 
 
 @pytest.mark.slow

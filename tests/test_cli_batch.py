@@ -14,7 +14,8 @@ from click.testing import CliRunner, Result
 from mm_pipeline._batch._files import write_batch_files
 from mm_pipeline.cli import cli
 from mm_pipeline.sandbox import Sandbox
-from tests._support.batch import make_pairs, server_jobs
+from tests._support.batch import make_pairs
+from tests.conftest import server_jobs
 
 
 def _run(sb: Sandbox, *args: str, key: str | None = None) -> Result:

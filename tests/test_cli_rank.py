@@ -11,7 +11,8 @@ from click.testing import CliRunner, Result
 from mm_pipeline.cli import cli
 from mm_pipeline.cli._rank import failed_path, read_pairs
 from mm_pipeline.sandbox import Sandbox
-from tests._support.batch import make_pairs, rooftops, server_jobs
+from tests._support.batch import make_pairs, rooftops
+from tests.conftest import server_jobs
 
 
 def _run(sb: Sandbox, *args: str) -> Result:

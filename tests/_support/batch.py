@@ -1,14 +1,10 @@
-"""Batch test data and what the sandbox's batch API holds, read without the client's logic."""
+"""Batch test data: the published example vehicles against sandbox rooftops."""
 
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
 
 import polars as pl
-
-from mm_pipeline.sandbox import Sandbox
-from tests.conftest import client_for
 
 # The vehicles of the published examples (all decode in the sandbox).
 EXAMPLE_VEHICLES = (
@@ -50,11 +46,3 @@ def make_pairs(
     return cars.join(chosen, how="cross").with_columns(
         pl.lit(None, pl.String).alias("mc_location_id")
     )
-
-
-def server_jobs(sb: Sandbox, key: str | None = None) -> list[dict[str, Any]]:
-    """Every job of the key's account, straight from the API (no client logic)."""
-    with client_for(sb, key) as http:
-        body = http.get(JOBS, params={"rows": 100}).json()
-    jobs: list[dict[str, Any]] = body["jobs"]
-    return jobs

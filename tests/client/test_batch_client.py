@@ -19,8 +19,8 @@ from mm_pipeline._batch._results import read_result_file
 from mm_pipeline._batch._session import BatchSession
 from mm_pipeline._session import set_backoff_scale
 from mm_pipeline.sandbox import Sandbox
-from tests._support.batch import EXAMPLE_VEHICLES, JOBS, make_pairs, server_jobs
-from tests.conftest import OTHER_KEY, TEAMMATE_KEY, WebhookReceiver
+from tests._support.batch import EXAMPLE_VEHICLES, JOBS, make_pairs
+from tests.conftest import OTHER_KEY, TEAMMATE_KEY, WebhookReceiver, server_jobs
 
 
 @pytest.fixture

@@ -22,8 +22,8 @@ from mm_pipeline._batch._route import (
 )
 from mm_pipeline._frames import FAILED_SCHEMA, RANKED_SCHEMA
 from mm_pipeline.sandbox import Sandbox
-from tests._support.batch import EXAMPLE_VEHICLES, make_pairs, server_jobs
-from tests.conftest import wait_until
+from tests._support.batch import EXAMPLE_VEHICLES, make_pairs
+from tests.conftest import server_jobs, wait_until
 
 
 @pytest.fixture

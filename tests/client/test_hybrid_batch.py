@@ -19,26 +19,22 @@ from hypothesis import strategies as st
 
 import mm_pipeline as mm
 from mm_pipeline._batch._route import BATCH_THRESHOLD_REQUESTS
-from mm_pipeline._exact import rank_group
-from mm_pipeline._fanout import rank_online
 from mm_pipeline._frames import PAIR_COLUMNS, ROW
-from mm_pipeline._plan import group_rounds
+from mm_pipeline._online._rounds import group_rounds, rank_group
+from mm_pipeline._online._run import OnlineOptions, rank_online
 from mm_pipeline._rank import _online_requests
 from mm_pipeline.sandbox import Sandbox
 from mm_pipeline.sandbox._market import Market
-from tests._support.batch import server_jobs
-from tests.client.test_exact import SubsetRanker
-from tests.client.test_rank_online import (
+from tests.client.conftest import (
     UNDECODABLE_VIN,
     assert_accounted,
     assert_contiguous,
     client_for,
-    fast_retries,  # noqa: F401 (a fixture)
     market_dealers,
     truth_order,
     vehicles,
 )
-from tests.conftest import wait_until
+from tests.conftest import SubsetRanker, server_jobs, wait_until
 
 VEHICLE = ["vin", "price", "miles"]
 K = 10
@@ -94,8 +90,8 @@ def identified(frame: pl.DataFrame) -> list[tuple[str, str]]:
 async def test_merge_top_k_equals_ranking_of_the_whole_group(
     batch_size: int, unranked: int, chunk_size: int, data: st.DataObject
 ) -> None:
-    """Merging unranked items into a pre-ranked chunk gives the group's exact ranks 1..K."""
-    top_k = data.draw(st.integers(min_value=1, max_value=chunk_size // 2), label="top_k")
+    """Merging unranked items into a pre-ranked chunk gives the group's exact ranks (>= K)."""
+    top_k = data.draw(st.integers(min_value=1, max_value=chunk_size - 1), label="top_k")
     rng = random.Random(data.draw(st.integers(min_value=0, max_value=2**32), label="seed"))
     n = batch_size + unranked
     fit = {i: float(rng.randint(0, 40)) for i in range(n)}  # many ties on purpose
@@ -109,7 +105,10 @@ async def test_merge_top_k_equals_ranking_of_the_whole_group(
     assert sorted(result.order) == list(range(n))
     assert result.order[: result.exact] == truth[: result.exact]
     # all exact when the group fits one request, or nothing is merged into the batch order
-    assert result.exact == (n if n <= chunk_size or not unranked else top_k)
+    if n <= chunk_size or not unranked:
+        assert result.exact == n
+    else:
+        assert result.exact >= top_k
     assert all(len(chunk) <= chunk_size for chunk in ranker.chunks)
     rounds = group_rounds(unranked, chunk_size, top_k, preranked=[batch_size])
     assert result.requests == len(ranker.chunks) == sum(rounds)
@@ -120,19 +119,20 @@ async def test_merge_top_k_equals_ranking_of_the_whole_group(
 
 
 async def test_a_few_unranked_items_take_one_request() -> None:
-    """300 pre-ranked items and 12 unranked ones: one request of the top 10 plus the 12."""
+    """300 pre-ranked items and 12 unranked ones: one request of the top 10, the 12, and fill."""
     fit = {i: float((i * 7919) % 1000) for i in range(312)}
     ranker = SubsetRanker(fit)
     batch = ranker.truth(list(range(300)))
     result = await rank_group(
         range(300, 312), rank_chunk=ranker, chunk_size=100, exact_top_k=10, preranked=[batch]
     )
-    assert ranker.chunks == [batch[:10] + list(range(300, 312))]
-    assert (result.rounds, result.requests, result.exact) == (1, 1, 10)
-    assert result.order[:10] == ranker.truth(list(range(312)))[:10]
-    # ranks beyond K: the rest of the final request, then the batch beyond its top 10
-    final = ranker.truth(batch[:10] + list(range(300, 312)))
-    assert result.order == final + batch[10:]
+    # the final request is filled up with the batch's next 78: ranks 1..88 are exact
+    assert ranker.chunks == [batch[:10] + list(range(300, 312)) + batch[10:88]]
+    assert (result.rounds, result.requests, result.exact) == (1, 1, 88)
+    assert result.order[:88] == ranker.truth(list(range(312)))[:88]
+    # ranks beyond: the rest of the final request, then the batch beyond its top 88
+    final = ranker.truth(batch[:88] + list(range(300, 312)))
+    assert result.order == final + batch[88:]
 
 
 async def test_a_lone_pre_ranked_chunk_sends_nothing() -> None:
@@ -166,7 +166,7 @@ async def test_an_answer_contradicting_the_batch_order_is_counted() -> None:
 def test_hybrid_top_k_equals_the_ranking_of_every_dealer(
     client: mm.MarketMatchClient, clean_sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    """Ranks 1..K of a vehicle with id-only dealers equal the sandbox's ranking of all of them."""
+    """The exact ranks of a vehicle with id-only dealers equal the sandbox's ranking of all."""
     cars = vehicles(4)
     zipped = market_dealers(150)
     first = cars.row(0, named=True)
@@ -191,9 +191,10 @@ def test_hybrid_top_k_equals_the_ranking_of_every_dealer(
     for vin in cars.iter_rows(named=True):
         ranked = identified(result.ranked.filter(pl.col("vin") == vin["vin"]))
         truth = truth_order(vin, pl.concat([zipped, ids.drop("zip")], how="diagonal"))
-        assert ranked[:K] == truth[:K]
+        # one request: the batch's top 10, the 4 id-only, and the batch's next 86 as fill
         exact = result.ranked.filter(pl.col("vin") == vin["vin"])["rank_exact"]
-        assert exact.to_list() == [True] * K + [False] * (len(ranked) - K)
+        assert exact.to_list() == [True] * 96 + [False] * (len(ranked) - 96)
+        assert ranked[:96] == truth[:96]
         # beyond K too, the batch's own (exact) order of its dealers is kept
         by_batch = [pair for pair in ranked if pair not in id_rooftops]
         assert by_batch == [pair for pair in truth if pair not in id_rooftops]
@@ -305,7 +306,7 @@ def test_a_failed_job_fails_its_pairs_and_the_rest_is_ranked_online(
 def test_a_failing_merge_request_fails_its_whole_vehicle(
     clean_sandbox: Sandbox,
     tmp_path: Path,
-    fast_retries: None,  # noqa: F811 (a fixture)
+    fast_retries: None,
 ) -> None:
     """A merge request that fails after retries puts all its vehicle's pairs in failed."""
     zipped = by_zip(market_dealers(8, offset=700))
@@ -338,25 +339,25 @@ def test_auto_mode_sends_a_cross_product_through_one_job(
         [by_zip(market_dealers(100, offset=800)), id_only(market_dealers(3, offset=900))]
     )
     pairs = mm.cross_pairs(cars, dealers)
-    online_plan = mm.plan(pairs, chunk_size=10)
+    online_plan = mm.plan(pairs, chunk_size=8)
     assert online_plan.requests > BATCH_THRESHOLD_REQUESTS
-    result = mm.rank_dealers(
-        pairs, client=client, chunk_size=10, cache_dir=tmp_path, progress=False
-    )
+    result = mm.rank_dealers(pairs, client=client, chunk_size=8, cache_dir=tmp_path, progress=False)
     assert_accounted(pairs, result)
     assert result.failed.is_empty()
     assert len(server_jobs(clean_sandbox)) == 1
     stats = result.stats
     assert stats.mode == "online+batch"
-    assert stats.merge_requests == cars.height  # top 5 of the batch + 3 id-only = 8 <= 10
+    assert stats.merge_requests == cars.height  # top 4 of the batch + 3 id-only = 7 <= 8
     assert stats.requests < cars.height + 20  # + submit, list, polls, download
-    assert online_plan.requests == cars.height * sum(group_rounds(103, 10, 5))
+    assert online_plan.requests == cars.height * sum(group_rounds(103, 8, 4))
     has_zip = pl.col("zip").is_not_null()
     predicted = _online_requests(
-        pairs.filter(~has_zip), pairs.filter(has_zip), chunk_size=10, exact_top_k=5
+        pairs.filter(~has_zip), pairs.filter(has_zip), chunk_size=8, exact_top_k=4
     )
     assert predicted == stats.merge_requests  # the progress bar's total
-    assert (result.ranked.group_by("vin").agg(pl.col("rank_exact").sum())["rank_exact"] == 5).all()
+    # the batch's top 4, 3 id-only, and the batch's 5th as fill: ranks 1..5 exact
+    exact = result.ranked.group_by("vin").agg(pl.col("rank_exact").sum())["rank_exact"]
+    assert (exact == 5).all()
 
 
 def test_batch_ranks_are_per_vehicle_when_a_vin_has_two_prices(
@@ -405,14 +406,13 @@ async def test_batch_scores_are_checked_against_the_online_answer(
         )
     )
     async with client.session() as session:
+        options = OnlineOptions(
+            endpoint="dealers", chunk_size=100, exact_top_k=K, concurrency=2, progress=False
+        )
         outcome = await rank_online(
             pairs.filter(pl.col("zip").is_null()),
-            endpoint="dealers",
             session=session,
-            chunk_size=100,
-            exact_top_k=K,
-            concurrency=2,
-            progress=False,
+            options=options,
             preranked=batch_like,
         )
     assert outcome.counters.consistency_violations == 1

@@ -7,7 +7,7 @@ import polars as pl
 import mm_pipeline as mm
 from mm_pipeline._namespace import MarketMatchNamespace
 from mm_pipeline.sandbox import Sandbox
-from tests.client.test_rank_online import client_for, market_dealers, vehicles
+from tests.client.conftest import client_for, market_dealers, vehicles
 
 
 def test_namespace_is_registered_on_import() -> None:
@@ -44,4 +44,4 @@ def test_namespace_plan_matches_mm_plan() -> None:
     namespace: MarketMatchNamespace = pairs.marketmatch  # type: ignore[attr-defined]
     via_namespace = namespace.plan(chunk_size=50, exact_top_k=5)
     assert via_namespace == mm.plan(pairs, chunk_size=50, exact_top_k=5)
-    assert via_namespace.requests_per_round == (6, 2)
+    assert via_namespace.requests_per_round == (4, 2)  # 130 = 2 x 50 + 30; 10 + 30 -> 1

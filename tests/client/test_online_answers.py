@@ -168,7 +168,7 @@ def test_items_missing_from_the_answer_and_strangers_are_accounted_for() -> None
 
 
 def test_failed_items_keep_their_code_and_message() -> None:
-    """failed_items of a 200 go to failed with the item's code, or vin_decode_failed."""
+    """failed_items of /dealers/rank go to failed with the item's code, or dealer_not_found."""
 
     def handler(body: dict[str, Any]) -> tuple[int, Any]:
         items = ranked_items(body)
@@ -184,7 +184,7 @@ def test_failed_items_keep_their_code_and_message() -> None:
     assert result.ranked.height == 2
     assert result.failed.select("source", "error_code", "error_message").rows() == [
         ("dealer0.com", "dealer_closed", "closed"),
-        ("dealer1.com", "vin_decode_failed", "the API could not decode this VIN (failed_items)"),
+        ("dealer1.com", "dealer_not_found", "the API does not know this dealer (failed_items)"),
     ]
 
 
@@ -231,8 +231,9 @@ def test_scores_that_change_between_rounds_are_counted() -> None:
         pairs(30), client=client_with(handler), chunk_size=10, exact_top_k=2, progress=False
     )
     assert result.stats.rerank_rounds == 1
-    assert result.stats.consistency_violations == 6  # the 6 candidates of round 2
-    assert "6 consistency violations" in repr(result)
+    # the final request: 3 x top-2 candidates and 4 more of round 1's answers as fill
+    assert result.stats.consistency_violations == 10
+    assert "10 consistency violations" in repr(result)
 
 
 def test_an_answer_that_is_not_an_object_is_a_failed_request() -> None:
@@ -251,9 +252,13 @@ def test_an_answer_that_is_not_an_object_is_a_failed_request() -> None:
 def test_a_group_failing_in_a_later_round_raises_and_cancels() -> None:
     """A request failing in round 2 raises (after retries); nothing partial is returned."""
 
+    ranked: set[str] = set()
+
     def handler(body: dict[str, Any]) -> tuple[int, Any]:
-        if len(body["dealers"]) == 4:  # the re-ranking request of 2 x top-2
+        sources = {dealer["source"] for dealer in body["dealers"]}
+        if sources & ranked:  # the re-ranking request
             return 500, {"code": 500, "message": "boom"}
+        ranked.update(sources)
         return 200, {"ranked_matches": ranked_items(body), "failed_items": []}
 
     with set_backoff_scale(0.0), pytest.raises(mm.ServerError) as info:
@@ -285,3 +290,114 @@ def test_account_errors_stop_the_run_even_when_failing_groups() -> None:
         mm.rank_dealers(
             pairs(2), client=client_with(handler), on_request_failed="fail", progress=False
         )
+
+
+def vins_pairs(n: int) -> pl.DataFrame:
+    """One dealer against n vehicles."""
+    return pl.DataFrame(
+        {
+            "vin": make_vins(n),
+            "price": [10_000 + i for i in range(n)],
+            "miles": list(range(n)),
+            "source": ["d.com"] * n,
+        }
+    )
+
+
+def vins_answer(body: dict[str, Any], *, failing: int) -> dict[str, Any]:
+    """A /vins/rank answer ranking the VINs as sent, the last ``failing`` in failed_items."""
+    vins = body["vins"]
+    kept, failed = vins[: len(vins) - failing], vins[len(vins) - failing :]
+    ranked = [
+        {**v, **body["dealer"], "vin_score": 1.0, "dealer_ymm_score": 2.0, "vin_rank": rank}
+        for rank, v in enumerate(kept, start=1)
+    ]
+    return {"ranked_matches": ranked, "failed_items": [{**v, **body["dealer"]} for v in failed]}
+
+
+@pytest.mark.parametrize(
+    ("failing", "codes"),
+    [(1, ["vin_decode_failed"]), (3, ["dealer_not_found"] * 3)],
+    ids=["beside-ranked-ones-the-vins", "all-of-them-the-dealer"],
+)
+def test_failed_items_of_vins_rank_are_attributed_to_the_right_side(
+    failing: int, codes: list[str]
+) -> None:
+    """/vins/rank: failed items beside ranked ones are the VINs'; all failed is the dealer's."""
+    client = client_with(lambda body: (200, vins_answer(body, failing=failing)))
+    result = mm.rank_vins(vins_pairs(3), client=client, progress=False)
+    assert result.failed.get_column("error_code").to_list() == codes
+    assert result.ranked.height == 3 - failing
+
+
+BAD_RANKS = [None, "missing", -1, 0, True, 1.5, "1", 99]
+
+
+@pytest.mark.parametrize("bad", BAD_RANKS, ids=[repr(b) for b in BAD_RANKS])
+def test_an_untrustworthy_rank_is_asked_again_once(bad: Any) -> None:
+    """A vin_rank that is not a positive integer within the request: the chunk is re-asked."""
+    calls = 0
+
+    def handler(body: dict[str, Any]) -> tuple[int, Any]:
+        nonlocal calls
+        calls += 1
+        items = ranked_items(body)
+        if calls == 1:
+            if bad == "missing":
+                del items[1]["vin_rank"]
+            else:
+                items[1]["vin_rank"] = bad
+        return 200, {"ranked_matches": items, "failed_items": []}
+
+    result = mm.rank_dealers(pairs(3), client=client_with(handler), progress=False)
+    assert calls == 2
+    assert result.ranked.get_column("source").to_list() == [
+        "dealer2.com",
+        "dealer1.com",
+        "dealer0.com",
+    ]
+    assert result.ranked.get_column("rank_exact").all()
+    assert (result.stats.refused_answers, result.stats.reasks) == (1, 1)
+    assert result.stats.requests == 2
+
+
+def test_ranks_refused_twice_go_to_failed_and_duplicates_are_refused() -> None:
+    """A shared vin_rank, answered again: both items fail as ranking_failed, the rest ranks."""
+
+    def handler(body: dict[str, Any]) -> tuple[int, Any]:
+        items = ranked_items(body)
+        items[1]["vin_rank"] = items[0]["vin_rank"]  # dealer3 and dealer2 both rank 1
+        return 200, {"ranked_matches": items, "failed_items": []}
+
+    result = mm.rank_dealers(pairs(4), client=client_with(handler), progress=False)
+    assert result.ranked.get_column("source").to_list() == ["dealer1.com", "dealer0.com"]
+    assert result.ranked.get_column("vin_rank").to_list() == [1, 2]
+    failed = result.failed.select("source", "error_code").rows()
+    assert sorted(failed) == [("dealer2.com", "ranking_failed"), ("dealer3.com", "ranking_failed")]
+    assert "no valid rank" in result.failed.item(0, "error_message")
+    assert (result.stats.refused_answers, result.stats.reasks) == (4, 1)
+    assert "4 ranks refused (1 chunks re-asked)" in repr(result)
+
+
+def test_a_candidate_failing_in_a_later_round_is_replaced_and_counted() -> None:
+    """A dealer ranked in round 1 that fails in the final request: ranks stay exact."""
+    seen: set[str] = set()
+
+    def handler(body: dict[str, Any]) -> tuple[int, Any]:
+        items = ranked_items(body)
+        failed = [i for i in items if i["source"] == "dealer29.com" and i["source"] in seen]
+        seen.update(d["source"] for d in body["dealers"])
+        kept = [i for i in items if i not in failed]
+        for rank, item in enumerate(kept, start=1):
+            item["vin_rank"] = rank
+        return 200, {"ranked_matches": kept, "failed_items": failed}
+
+    result = mm.rank_dealers(
+        pairs(30), client=client_with(handler), chunk_size=10, exact_top_k=2, progress=False
+    )
+    assert result.failed.get_column("source").to_list() == ["dealer29.com"]
+    assert result.stats.lost_candidates == 1
+    assert "1 candidates lost" in repr(result)
+    exact = result.ranked.filter("rank_exact").get_column("source").to_list()
+    assert len(exact) >= 2
+    assert exact == [f"dealer{i}.com" for i in range(28, 28 - len(exact), -1)]

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import mm_pipeline as mm
 from mm_pipeline._plan import group_rounds, resolve_sizes, split_sizes
-from tests.client.test_rank_online import market_dealers, vehicles
+from tests.client.conftest import market_dealers, vehicles
 
 
 @given(n=st.integers(min_value=0, max_value=5_000), size=st.integers(min_value=2, max_value=100))
@@ -28,12 +28,12 @@ def test_split_sizes_are_balanced_and_cover_everything(n: int, size: int) -> Non
     data=st.data(),
 )
 def test_rounds_shrink_to_one_request(n: int, size: int, data: st.DataObject) -> None:
-    """Every re-ranking round has fewer requests, and the last round is a single request."""
-    top_k = data.draw(st.integers(min_value=1, max_value=size // 2))
+    """No round has more requests than the one before, and the last round is a single request."""
+    top_k = data.draw(st.integers(min_value=1, max_value=size - 1))
     rounds = group_rounds(n, size, top_k)
     assert rounds[-1] == 1
     assert rounds == sorted(rounds, reverse=True)
-    assert len(set(rounds)) == len(rounds)
+    assert rounds[0] == max(1, n // size)
 
 
 @pytest.mark.parametrize(
@@ -42,23 +42,28 @@ def test_rounds_shrink_to_one_request(n: int, size: int, data: st.DataObject) ->
         ("dealers", 101, None, "from 2 to 100"),
         ("vins", 21, None, "from 2 to 20"),
         ("vins", 1, None, "from 2 to 20"),
-        ("dealers", 100, 51, "chunk_size // 2 = 50"),
-        ("dealers", 10, 0, "chunk_size // 2 = 5"),
+        ("dealers", 100, 100, "chunk_size - 1 = 99"),
+        ("dealers", 10, -1, "chunk_size - 1 = 9"),
+        ("vins", None, True, "chunk_size - 1 = 19"),
         ("trucks", None, None, "'dealers' or 'vins'"),
     ],
 )
 def test_bad_sizes_are_refused(
     endpoint: str, chunk_size: int | None, top_k: int | None, message: str
 ) -> None:
-    """chunk_size above the published limit and exact_top_k above half a chunk are errors."""
+    """chunk_size above the published limit and exact_top_k outside 0..chunk_size - 1 are errors."""
     with pytest.raises(ValueError, match=message):
         resolve_sizes(endpoint, chunk_size=chunk_size, exact_top_k=top_k)  # type: ignore[arg-type]
 
 
 def test_default_top_k_is_capped_at_half_a_chunk() -> None:
-    """The default exact_top_k is 10, or half the chunk when the chunk is smaller than 20."""
+    """The default exact_top_k is 10 for dealers, 3 for VINs, at most half a chunk; 0 is allowed."""
     assert resolve_sizes("dealers", chunk_size=None, exact_top_k=None) == (100, 10)
     assert resolve_sizes("dealers", chunk_size=7, exact_top_k=None) == (7, 3)
+    assert resolve_sizes("vins", chunk_size=None, exact_top_k=None) == (20, 3)
+    assert resolve_sizes("vins", chunk_size=4, exact_top_k=None) == (4, 2)
+    assert resolve_sizes("dealers", chunk_size=None, exact_top_k=0) == (100, 0)
+    assert resolve_sizes("dealers", chunk_size=None, exact_top_k=99) == (100, 99)
 
 
 def test_plan_counts_groups_rounds_and_input_problems() -> None:
@@ -83,7 +88,7 @@ def test_plan_for_vins_groups_by_dealer() -> None:
     pairs = mm.cross_pairs(vehicles(50), market_dealers(3))
     plan = mm.plan(pairs, endpoint="vins", exact_top_k=5)
     assert plan.groups == 3
-    assert plan.requests_per_round == (9, 3)  # 50 -> 3 chunks -> 15 candidates -> 1
+    assert plan.requests_per_round == (6, 3)  # 50 -> 2 full chunks, 2 x 5 + 10 -> 1
 
 
 def test_plan_of_nothing() -> None:

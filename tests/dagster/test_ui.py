@@ -15,9 +15,8 @@ import httpx
 import psutil
 import pytest
 
-from mm_pipeline.dagster import RANKING_CHECKS
 from tests.dagster.conftest import REPO
-from tests.dagster.test_definitions import ASSETS
+from tests.dagster.test_definitions import ASSETS, CHECKS
 
 _QUERY = """
 { assetNodes { assetKey { path } assetChecksOrError { ... on AssetChecks { checks { name } } } } }
@@ -73,7 +72,7 @@ def test_ui_serves_asset_graph_and_ctrl_c_stops_it(tmp_path: Path) -> None:
             for n in nodes
             for c in (n["assetChecksOrError"] or {}).get("checks", [])
         }
-        assert checks == {(a, name) for a in ("placement", "sourcing") for name in RANKING_CHECKS}
+        assert checks == CHECKS
         assert "(embedded sandbox)" in log.read_text()
         family = psutil.Process(process.pid).children(recursive=True)
         assert family  # dagster dev and its webserver / daemon / code server

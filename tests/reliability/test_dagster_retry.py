@@ -136,8 +136,8 @@ def test_a_run_failed_after_submit_is_reexecuted_and_reuses_the_job(
         1,
     )
     assert _materialized(retried)["placement"]["stats/batch_job_ids"] == [job["job_id"]]
-    assert steps == {"placement", "best_placement"}  # only what had not run again
-    for asset in ("placement", "best_placement"):
+    assert steps == {"placement", "best_placement", "placement_plan"}  # only what had not run
+    for asset in ("placement", "best_placement", "placement_plan"):
         assert_frame_equal(_output(tmp_path / "run", asset), _output(tmp_path / "clean", asset))
     failures = [_output(tmp_path / name, "placement_failures") for name in ("run", "clean")]
     assert_frame_equal(failures[0].drop("error_message"), failures[1].drop("error_message"))
