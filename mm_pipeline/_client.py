@@ -185,6 +185,11 @@ class MarketMatchClient:
         return self._settings.rate_limit
 
     @property
+    def learned_rate(self) -> float | None:
+        """The requests per second this client's sessions learned from the API, if any."""
+        return self._rate_memory.rate
+
+    @property
     def batch(self) -> BatchClient:
         """Batch jobs of this account: a :class:`~mm_pipeline.BatchClient` on this client."""
         return BatchClient(self)

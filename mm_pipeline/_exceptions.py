@@ -18,6 +18,7 @@ Every exception derives from :class:`MarketMatchError`::
     │   └── ServerError              5xx
     ├── TransportError               no usable response (timeout, refused, dropped connection)
     │   └── DeadlineExceededError    the whole request outlasted its deadline (also TimeoutError)
+    ├── BudgetExceededError          the run would send, or has sent, more than max_requests
     ├── BatchError                   a batch job could not be run to a verified result
     │   ├── BatchJobFailed           the job ended in FAILED
     │   ├── DownloadError            the result file could not be downloaded
@@ -51,6 +52,7 @@ __all__ = [
     "BatchError",
     "BatchJobFailed",
     "BatchTimeoutError",
+    "BudgetExceededError",
     "CacheStorageError",
     "ChecksumMismatchError",
     "ConfigurationError",
@@ -349,6 +351,30 @@ class DeadlineExceededError(TransportError, TimeoutError):
     def __init__(self, message: str, *, deadline: float, method: str = "", url: str = "") -> None:
         super().__init__(message, kind="DeadlineExceeded", method=method, url=url)
         self.deadline = deadline
+
+
+class BudgetExceededError(MarketMatchError):
+    """The run's plan, or its requests so far, exceed ``max_requests``; nothing more is sent.
+
+    Raised before anything is sent when the plan needs more than ``max_requests``, or while
+    running when retries and re-sends after a 422 reach it (no partial result is returned).
+    ``spent`` is the requests sent by then, ``planned`` the plan's figure (when known).
+
+    Examples
+    --------
+    >>> err = BudgetExceededError("over budget", max_requests=10, planned=12)
+    >>> err.max_requests, err.planned, err.spent
+    (10, 12, 0)
+    """
+
+    def __init__(
+        self, message: str, *, max_requests: int, planned: int | None = None, spent: int = 0
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.max_requests = max_requests
+        self.planned = planned
+        self.spent = spent
 
 
 class BatchError(MarketMatchError):

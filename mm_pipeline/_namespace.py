@@ -23,7 +23,7 @@ import polars as pl
 
 from mm_pipeline._assign import assign
 from mm_pipeline._assign_result import AssignResult
-from mm_pipeline._plan import DEFAULT_RATE_LIMIT, Endpoint, Plan, plan
+from mm_pipeline._plan import plan
 from mm_pipeline._rank import rank_dealers, rank_vins
 
 __all__ = ["MarketMatchNamespace"]
@@ -63,22 +63,10 @@ class MarketMatchNamespace:
         "Rank the vehicles of every dealer: :func:`mm_pipeline.rank_vins` on this frame.",
     )
 
-    def plan(
-        self,
-        *,
-        endpoint: Endpoint = "dealers",
-        exact_top_k: int | None = None,
-        chunk_size: int | None = None,
-        rate_limit: float = DEFAULT_RATE_LIMIT,
-    ) -> Plan:
-        """Count the requests a ranking would send: :func:`mm_pipeline.plan` on this frame."""
-        return plan(
-            self._frame,
-            endpoint=endpoint,
-            exact_top_k=exact_top_k,
-            chunk_size=chunk_size,
-            rate_limit=rate_limit,
-        )
+    plan = _on_frame(
+        plan,
+        "Price a ranking on the route its mode takes: :func:`mm_pipeline.plan` on this frame.",
+    )
 
     def assign(
         self,

@@ -21,20 +21,21 @@ import dataclasses
 import functools
 import time
 from collections.abc import Callable, Coroutine
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal, ParamSpec, TypeVar, overload
 
 import polars as pl
 
+from mm_pipeline._answer_cache import parse_ttl
 from mm_pipeline._batch._route import (
-    BATCH_THRESHOLD_REQUESTS,
     DEFAULT_POLL_TIMEOUT,
     BatchOptions,
     BatchOutcome,
     rank_pairs_batch,
 )
 from mm_pipeline._client import MarketMatchClient
-from mm_pipeline._exceptions import InvalidInputError
+from mm_pipeline._exceptions import BudgetExceededError, InvalidInputError
 from mm_pipeline._frames import (
     FAILED_SCHEMA,
     FAILED_WITH_ROW,
@@ -49,10 +50,12 @@ from mm_pipeline._online._run import OnlineOptions, OnRequestFailed, rank_online
 from mm_pipeline._plan import (
     GROUP_KEYS,
     Endpoint,
+    Mode,
     Plan,
-    group_rounds,
+    merge_rounds,
     plan_prepared,
     resolve_sizes,
+    with_route,
 )
 from mm_pipeline._result import RankResult, RankStats
 from mm_pipeline._session import Session
@@ -67,7 +70,6 @@ __all__ = [
     "rank_vins",
 ]
 
-Mode = Literal["online", "batch", "auto"]
 Frame = pl.DataFrame | pl.LazyFrame
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -93,7 +95,9 @@ class RankOptions:
     webhook_secret: str | None = None
     poll_timeout: float = DEFAULT_POLL_TIMEOUT
     cache_dir: str | Path | None = None
+    cache_ttl: timedelta | float | None = None
     on_job_failed: Literal["raise", "fail"] = "raise"
+    max_requests: int | None = None
 
 
 def _sync_twin(
@@ -164,13 +168,8 @@ def _online_requests(
     online_pairs: pl.DataFrame, preranked: pl.DataFrame, *, chunk_size: int, exact_top_k: int
 ) -> int:
     """Count the requests of an error-free online part (groups merged with pre-ranked pairs)."""
-    keys = list(GROUP_KEYS["dealers"])
-    sizes = online_pairs.group_by(keys).len("unranked")
-    sizes = sizes.join(preranked.group_by(keys).len("preranked"), on=keys, how="left").fill_null(0)
-    counts = sizes.group_by("unranked", "preranked").len("groups")
     return sum(
-        groups * sum(group_rounds(n, chunk_size, exact_top_k, preranked=[pre]))
-        for n, pre, groups in counts.iter_rows()
+        merge_rounds(online_pairs, preranked, chunk_size=chunk_size, exact_top_k=exact_top_k)
     )
 
 
@@ -203,6 +202,40 @@ def _in_group_order(ranked: pl.DataFrame, endpoint: Endpoint) -> pl.DataFrame:
     )
 
 
+def _check_budget(plan: Plan, max_requests: int | None) -> None:
+    """Refuse, before anything is sent, a plan that needs more than ``max_requests``."""
+    if max_requests is None:
+        return
+    needed = plan.requests_at_least
+    if needed <= max_requests:
+        return
+    if plan.route == "batch" and plan.batch is not None:
+        figures = (
+            f"the batch route needs at least {needed:,} requests ({plan.batch.jobs:,} job(s): "
+            f"listing, upload, at least one poll and download each; "
+            f"{plan.batch.merge_requests:,} online merge request(s))"
+        )
+    else:
+        figures = (
+            f"the online route needs {needed:,} requests for {plan.pairs:,} pairs in "
+            f"{plan.groups:,} groups ({' + '.join(map(str, plan.requests_per_round))} by round)"
+        )
+    raise BudgetExceededError(
+        f"max_requests={max_requests:,} is too low: {figures}; nothing was sent. Raise "
+        "max_requests, or see mm.plan(...) for the cost of each route",
+        max_requests=max_requests,
+        planned=needed,
+    )
+
+
+def _open_answers(session: Session, options: RankOptions) -> bool:
+    """Turn on the answer cache when ``cache_dir`` is given; tell whether it may hold answers."""
+    if options.cache_dir is None:
+        return False
+    session.use_answer_cache(Path(options.cache_dir), ttl=parse_ttl(options.cache_ttl))
+    return session.answers is not None and session.answers.may_hold_answers()
+
+
 async def _arank(pairs: Frame, *, endpoint: Endpoint, options: RankOptions) -> RankResult:
     started = time.monotonic()
     mode, on_request_failed = options.mode, options.on_request_failed
@@ -213,42 +246,61 @@ async def _arank(pairs: Frame, *, endpoint: Endpoint, options: RankOptions) -> R
     )
     if on_request_failed not in ("raise", "fail"):
         raise ValueError(f"on_request_failed must be 'raise' or 'fail', got {on_request_failed!r}")
+    max_requests = options.max_requests
+    if max_requests is not None and (
+        isinstance(max_requests, bool) or not isinstance(max_requests, int) or max_requests < 0
+    ):
+        raise ValueError(f"max_requests must be a non-negative integer, got {max_requests!r}")
+    parse_ttl(options.cache_ttl)  # a bad ttl is refused before any work
     prepared = prepare(pairs, endpoint=endpoint, on_invalid=options.on_invalid)
     plan = plan_prepared(
         prepared.pairs, endpoint=endpoint, chunk_size=chunk_size, exact_top_k=exact_top_k
     )
+    plan = with_route(plan, prepared.pairs, mode=mode)
     online_pairs, batch_pairs = prepared.pairs, prepared.pairs.clear()
-    use_batch = mode == "batch" or (mode == "auto" and plan.requests > BATCH_THRESHOLD_REQUESTS)
-    if endpoint == "dealers" and use_batch:
+    if plan.route == "batch":
         online_pairs, batch_pairs = _split_for_batch(prepared.pairs)
     client = options.client or MarketMatchClient()
     progress = options.progress
     online = _empty_outcome()
     batch: BatchOutcome | None = None
     preranked: pl.DataFrame | None = None
-    planned = plan.requests
+    planned = plan.online_requests
     async with client.session() as session:
-        if batch_pairs.height:
-            batch = await _run_batch(
-                batch_pairs, session=session, progress=progress, options=options
-            )
-            batch, preranked = _hand_over(batch, online_pairs, prepared.pairs)
-            planned = _online_requests(
-                online_pairs, preranked, chunk_size=chunk_size, exact_top_k=exact_top_k
-            )
-        if online_pairs.height:
-            online_options = OnlineOptions(
-                endpoint=endpoint,
-                chunk_size=chunk_size,
-                exact_top_k=exact_top_k,
-                concurrency=2 * client.max_concurrency,
-                on_request_failed=on_request_failed,
-                progress=progress,
-                planned_requests=planned,
-            )
-            online = await rank_online(
-                online_pairs, session=session, options=online_options, preranked=preranked
-            )
+        if not _open_answers(session, options):  # cached answers are free: checked as sent
+            _check_budget(plan, max_requests)
+        session.max_requests = max_requests
+        try:
+            if batch_pairs.height:
+                batch = await _run_batch(
+                    batch_pairs, session=session, progress=progress, options=options
+                )
+                batch, preranked = _hand_over(batch, online_pairs, prepared.pairs)
+                planned = _online_requests(
+                    online_pairs, preranked, chunk_size=chunk_size, exact_top_k=exact_top_k
+                )
+            if online_pairs.height:
+                online_options = OnlineOptions(
+                    endpoint=endpoint,
+                    chunk_size=chunk_size,
+                    exact_top_k=exact_top_k,
+                    concurrency=2 * client.max_concurrency,
+                    on_request_failed=on_request_failed,
+                    progress=progress,
+                    planned_requests=planned,
+                )
+                online = await rank_online(
+                    online_pairs, session=session, options=online_options, preranked=preranked
+                )
+        except BudgetExceededError as exc:
+            raise BudgetExceededError(
+                f"ranking stopped: {exc.message} (the plan: {plan.requests:,} requests on the "
+                f"{plan.route} route; {session.stats.cached_answers:,} answers came from the "
+                "cache); no partial result is returned",
+                max_requests=exc.max_requests,
+                planned=plan.requests,
+                spent=exc.spent,
+            ) from None
         http = session.stats
     return _result(
         prepared,
@@ -256,7 +308,7 @@ async def _arank(pairs: Frame, *, endpoint: Endpoint, options: RankOptions) -> R
         batch,
         endpoint=endpoint,
         plan=plan,
-        requests=(http.requests, http.retries, http.rate_limited),
+        requests=(http.requests, http.retries, http.rate_limited, http.cached_answers),
         started=started,
     )
 
@@ -268,7 +320,7 @@ def _result(
     *,
     endpoint: Endpoint,
     plan: Plan,
-    requests: tuple[int, int, int],
+    requests: tuple[int, int, int, int],
     started: float,
 ) -> RankResult:
     ranked_parts = [online.ranked.select(*RANKED_SCHEMA.names(), ROW)]
@@ -299,6 +351,7 @@ def _result(
         requests=requests[0],
         retries=requests[1],
         rate_limited=requests[2],
+        cached_answers=requests[3],
         rerank_rounds=online.counters.rerank_rounds,
         rerank_requests=online.counters.rerank_requests,
         merge_requests=online.counters.merge_requests,
@@ -335,7 +388,9 @@ async def arank_dealers(
     webhook_secret: str | None = None,
     poll_timeout: float = DEFAULT_POLL_TIMEOUT,
     cache_dir: str | Path | None = None,
+    cache_ttl: timedelta | float | None = None,
     on_job_failed: Literal["raise", "fail"] = "raise",
+    max_requests: int | None = None,
 ) -> RankResult:
     """Rank the dealers of every vehicle (async :func:`rank_dealers`; same parameters)."""
     options = RankOptions(
@@ -351,7 +406,9 @@ async def arank_dealers(
         webhook_secret=webhook_secret,
         poll_timeout=poll_timeout,
         cache_dir=cache_dir,
+        cache_ttl=cache_ttl,
         on_job_failed=on_job_failed,
+        max_requests=max_requests,
     )
     return await _arank(pairs, endpoint="dealers", options=options)
 
@@ -376,7 +433,8 @@ def rank_dealers() -> None:  # a stub for the docstring: the parameters are aran
         (``MARKETCHECK_API_KEY``, ``MARKETCHECK_BASE_URL``).
     mode
         ``"online"`` (the rank endpoints), ``"batch"`` or ``"auto"`` (batch when the online
-        plan needs more than 2,000 requests). The batch route sends every pair with a ``zip``
+        plan needs more than 2,000 requests and the batch route fewer; see
+        :func:`mm_pipeline.plan`). The batch route sends every pair with a ``zip``
         through batch jobs (exact ranks); a vehicle that also has dealers without a ``zip``
         (e.g. ``mc_location_id`` only) is completed online by merging them with its batch
         order -- about one request per such vehicle (``stats.merge_requests``); its ranks
@@ -401,8 +459,23 @@ def rank_dealers() -> None:  # a stub for the docstring: the parameters are aran
         ``"fail"`` puts the whole group in ``failed`` (``ranking_failed``) and goes on.
     progress
         Progress bar over requests: ``None`` shows it in terminals and notebooks only.
-    client_reference, webhook_url, webhook_secret, poll_timeout, cache_dir, on_job_failed
+    client_reference, webhook_url, webhook_secret, poll_timeout, on_job_failed
         Batch route options (see :class:`~mm_pipeline.BatchClient`).
+    cache_dir
+        A folder for the caches: verified batch result files (default for those: the user
+        cache directory) and, only when given, the **answer cache**: every 200 answer of the
+        rank endpoints is kept (``cache_dir/answers/``, by request content, endpoint and
+        account -- never the key itself), and the same request is answered from there, sending
+        nothing (``stats.cached_answers``). See :mod:`mm_pipeline._answer_cache`.
+    cache_ttl
+        How long a cached answer serves: seconds or a ``timedelta``; ``None`` (default): until
+        the end of the UTC day it was answered (scores move with the market, daily).
+    max_requests
+        The most requests the call may send (retries and re-sends after a 422 included;
+        answers from the cache are free). A plan that needs more raises
+        :class:`~mm_pipeline.BudgetExceededError` before anything is sent (with an answer cache
+        that may hold answers, only as requests are sent); a run that reaches it stops with
+        that error (no partial result). ``None``: no limit.
 
     Returns
     -------
@@ -441,6 +514,9 @@ async def arank_vins(
     on_invalid: OnInvalid = "raise",
     on_request_failed: OnRequestFailed = "raise",
     progress: bool | None = None,
+    cache_dir: str | Path | None = None,
+    cache_ttl: timedelta | float | None = None,
+    max_requests: int | None = None,
 ) -> RankResult:
     """Rank the vehicles of every dealer (async :func:`rank_vins`; same parameters)."""
     options = RankOptions(
@@ -450,6 +526,9 @@ async def arank_vins(
         on_invalid=on_invalid,
         on_request_failed=on_request_failed,
         progress=progress,
+        cache_dir=cache_dir,
+        cache_ttl=cache_ttl,
+        max_requests=max_requests,
     )
     return await _arank(pairs, endpoint="vins", options=options)
 
@@ -461,9 +540,10 @@ def rank_vins() -> None:  # a stub for the docstring: the parameters are arank_v
     Pairs are grouped by dealer as given (``source``, ``zip``, ``mc_location_id``: the same
     rooftop named once by zip and once by id is two groups); each group's vehicles are ranked
     1..N. A VIN given twice for one dealer with different price/miles keeps its first row; the
-    others go to ``failed`` as ``duplicate_conflict``. Parameters and result as for
-    :func:`rank_dealers`, except ``chunk_size`` (VINs per request) is 2..20, default 20, and
-    ``exact_top_k`` defaults to 3 (about 1.2x ``ceil(n / 20)`` requests).
+    others go to ``failed`` as ``duplicate_conflict``. Parameters (``cache_dir``, ``cache_ttl``
+    and ``max_requests`` included) and result as for :func:`rank_dealers`, except ``chunk_size``
+    (VINs per request) is 2..20, default 20, and ``exact_top_k`` defaults to 3 (about 1.2x
+    ``ceil(n / 20)`` requests).
 
     Examples
     --------

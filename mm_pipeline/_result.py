@@ -29,6 +29,8 @@ class RankStats:
         Rows of ``RankResult.ranked`` and ``RankResult.failed``.
     requests, retries, rate_limited
         HTTP attempts (retries included), retried attempts, and 429 answers.
+    cached_answers
+        Ranking requests answered from the answer cache (``cache_dir``): none of them sent.
     rerank_rounds, rerank_requests
         Re-ranking rounds of the deepest group (0 when every group fitted one request) and the
         requests they took in total.
@@ -71,6 +73,7 @@ class RankStats:
     requests: int = 0
     retries: int = 0
     rate_limited: int = 0
+    cached_answers: int = 0
     rerank_rounds: int = 0
     rerank_requests: int = 0
     merge_requests: int = 0
@@ -149,7 +152,9 @@ class RankResult:
             (
                 "requests",
                 f"{s.requests:,} ({s.retries:,} retries, {s.rate_limited:,} rate-limited, "
-                f"{s.resent_after_422:,} re-sent after 422); re-ranking: {s.rerank_rounds} "
+                f"{s.resent_after_422:,} re-sent after 422"
+                + (f", {s.cached_answers:,} answers from the cache" if s.cached_answers else "")
+                + f"); re-ranking: {s.rerank_rounds} "
                 f"round(s), {s.rerank_requests:,} requests"
                 + (f"; batch merge: {s.merge_requests:,} requests" if s.merge_requests else ""),
             ),

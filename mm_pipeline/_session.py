@@ -38,6 +38,8 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import httpx
@@ -45,7 +47,9 @@ import msgspec
 import orjson
 import stamina
 
+from mm_pipeline._answer_cache import AnswerCache, account_scope
 from mm_pipeline._exceptions import (
+    BudgetExceededError,
     QuotaExhaustedError,
     RateLimitError,
     TransportError,
@@ -108,6 +112,8 @@ class RequestStats:
     transport_errors: int = 0
     #: Seconds since the session opened (updated after each attempt and on close).
     elapsed: float = 0.0
+    #: JSON POSTs answered from the answer cache (no request sent).
+    cached_answers: int = 0
 
 
 class SessionSource(Protocol):
@@ -127,9 +133,11 @@ class Session:
     """One open connection pool: paced, bounded, retried requests with mapped errors.
 
     Obtain one from :meth:`MarketMatchClient.session`; do not construct it directly.
-    ``stats`` counts its traffic; ``limiter`` is its shared rate limiter. It reads its frozen
-    :class:`SessionSettings` and never writes into the client: what it learned of the rate limit
-    is handed back by :meth:`_finish` (to the client's :class:`RateMemory`).
+    ``stats`` counts its traffic; ``limiter`` is its shared rate limiter. ``answers``, when set
+    (:meth:`use_answer_cache`), serves repeated JSON POSTs from disk; ``max_requests``, when set,
+    refuses any attempt beyond that many with :class:`~mm_pipeline.BudgetExceededError`. It
+    reads its frozen :class:`SessionSettings` and never writes into the client: what it learned
+    of the rate limit is handed back by :meth:`_finish` (to the client's :class:`RateMemory`).
     """
 
     def __init__(
@@ -152,6 +160,13 @@ class Session:
         )
         self.stats = RequestStats()
         self._json_targets: dict[str, tuple[httpx.URL, list[tuple[bytes, bytes]], str]] = {}
+        self.answers: AnswerCache | None = None
+        self.max_requests: int | None = None
+
+    def use_answer_cache(self, cache_dir: Path, *, ttl: timedelta | None = None) -> None:
+        """Keep 200 answers to JSON POSTs under *cache_dir* and serve repeats from there."""
+        scope = account_scope(self._settings.api_key, self._settings.base_url)
+        self.answers = AnswerCache(cache_dir, scope=scope, ttl=ttl)
 
     def __repr__(self) -> str:
         return f"<Session base_url={self._settings.base_url!r} stats={self.stats}>"
@@ -213,16 +228,27 @@ class Session:
         """POST an already JSON-encoded body; return the response decoded by *decode*.
 
         A 2xx body that is not valid JSON (*decode* raises orjson's or msgspec's decode error)
-        counts as a transport failure (and is retried).
+        counts as a transport failure (and is retried). With an answer cache, a cached answer
+        is decoded instead of sending anything, and a new 200 answer is kept.
         """
+        answers = self.answers
+        if answers is not None and (raw := answers.get(path, body)) is not None:
+            with contextlib.suppress(orjson.JSONDecodeError, msgspec.DecodeError):
+                decoded = decode(raw)
+                self.stats.cached_answers += 1
+                return decoded
 
         async def attempt(num: int) -> Any:
             async with self._semaphore:
                 response = await self._attempt(num, "POST", path, {}, json_body=body)
             try:
-                return decode(response.content)
+                decoded = decode(response.content)
             except (orjson.JSONDecodeError, msgspec.DecodeError):
                 pass
+            else:
+                if answers is not None and response.status_code == 200:
+                    answers.put(path, body, response.content)
+                return decoded
             self.stats.transport_errors += 1
             raise TransportError(
                 "the response body is not valid JSON",
@@ -390,6 +416,14 @@ class Session:
         client's ``deadline``; the pacing before it does not count).
         """
         await self.limiter.acquire()
+        if self.max_requests is not None and self.stats.requests >= self.max_requests:
+            raise BudgetExceededError(
+                f"max_requests={self.max_requests} reached: {self.stats.requests:,} requests "
+                f"sent ({self.stats.retries:,} of them retries, "
+                f"{self.stats.errors_by_status.get(422, 0):,} answered 422); not sending more",
+                max_requests=self.max_requests,
+                spent=self.stats.requests,
+            )
         self.stats.requests += 1
         started = time.monotonic()
         limit = self._settings.deadline if deadline is None else deadline

@@ -19,6 +19,9 @@ Fixtures
 ``unwritable_dir``
     An existing directory that refuses new files, even to root.
 
+Every test runs with ``MM_PIPELINE_CACHE_DIR`` set to a fresh folder of its own (the library's
+default cache), so no test reads another's answers or the home folder's cache.
+
 Helpers: :func:`csv_gz` builds an upload, :func:`wait_until` polls a condition with a deadline,
 :func:`make_vins` makes distinct decodable VINs from :data:`PUBLISHED_VINS`.
 """
@@ -77,6 +80,14 @@ TLS = ssl.create_default_context()
 """One TLS context for every test client (building one per client costs ~80 ms)."""
 
 T = TypeVar("T")
+
+
+@pytest.fixture(autouse=True)
+def _cache_dir_of_the_test(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Give each test its own default cache (batch files, the CLI's answers), not the home's."""
+    monkeypatch.setenv("MM_PIPELINE_CACHE_DIR", str(tmp_path_factory.mktemp("mm-cache")))
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@
 - ``_results.py``  the batch result format: parse result files into a typed frame, streaming
 - ``_client.py``   :class:`BatchClient` (``client.batch``), sync and async
 - ``_route.py``    rank a frame through batch jobs (split, run, map back)
+- ``_plan.py``     the batch route's cost (jobs, uploads, polls, downloads) for ``mm.plan``
 
 The public names are re-exported by :mod:`mm_pipeline`.
 """

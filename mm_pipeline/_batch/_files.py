@@ -38,6 +38,7 @@ __all__ = [
     "BatchFile",
     "check_upload_header",
     "column_key",
+    "estimated_file_count",
     "sha256_file",
     "write_batch_files",
 ]
@@ -225,6 +226,28 @@ def write_batch_files(
             )
         per_row = max(per_row * 1.25, *(f.size / max(f.rows, 1) for f in over))
     raise ValueError(f"could not split the frame into files under {max_file_bytes} bytes")
+
+
+def estimated_file_count(
+    pairs: pl.DataFrame, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+) -> int:
+    """Estimate how many files :func:`write_batch_files` writes for ``pairs`` (writing none).
+
+    From the compressed size of a sample of the rows, as the writer itself first estimates.
+
+    Examples
+    --------
+    >>> pairs = pl.DataFrame({"vin": ["WP1BE2AY5PDA28064"], "price": [20000], "miles": [3000],
+    ...                       "source": ["mbofaugusta.com"], "zip": ["30907"]})
+    >>> estimated_file_count(pairs), estimated_file_count(pairs.clear())
+    (1, 0)
+    """
+    if not pairs.height:
+        return 0
+    per_row = _compressed_bytes_per_row(_batch_frame(pairs))
+    if per_row * pairs.height <= max_file_bytes * _FILL:
+        return 1
+    return math.ceil(pairs.height / _target_rows(per_row, max_file_bytes))
 
 
 def _target_rows(per_row: float, max_file_bytes: int) -> int:

@@ -25,6 +25,7 @@ import polars as pl
 
 from mm_pipeline._batch._files import DEFAULT_MAX_FILE_BYTES, BatchFile, write_batch_files
 from mm_pipeline._batch._job import BatchJob
+from mm_pipeline._batch._plan import BATCH_THRESHOLD_REQUESTS, MAX_POLL_INTERVAL, POLL_INTERVAL
 from mm_pipeline._batch._results import RESULT_SCHEMA, error_code_text, read_result_file
 from mm_pipeline._batch._session import (
     DEFAULT_ACTIVE_JOB_TIMEOUT,
@@ -49,9 +50,6 @@ __all__ = [
 ]
 
 log = get_logger("mm_pipeline.batch")
-
-BATCH_THRESHOLD_REQUESTS: Final = 2_000
-"""``mode="auto"`` ranks through batch jobs when the online plan needs more requests than this."""
 
 DEFAULT_POLL_TIMEOUT: Final = DEFAULT_WAIT_TIMEOUT
 """Seconds to wait for each batch job to finish (6 hours)."""
@@ -92,8 +90,8 @@ class BatchOptions:
     cache_dir: Path | None = None
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     on_job_failed: Literal["raise", "fail"] = "raise"
-    poll_interval: float = 1.0
-    max_poll_interval: float = 20.0
+    poll_interval: float = POLL_INTERVAL
+    max_poll_interval: float = MAX_POLL_INTERVAL
     active_job_timeout: float = DEFAULT_ACTIVE_JOB_TIMEOUT
 
 

@@ -10,7 +10,8 @@ A request that still fails after the session's retries fails its whole group: wi
 ``on_request_failed="raise"`` (default) the run stops and the error is raised with a note
 naming the groups and pairs affected -- never a partial result presented as complete; with
 ``"fail"`` the group's pairs go to ``failed`` as ``ranking_failed`` and the rest is ranked.
-Errors about the account (401, 403, exhausted quota) always stop the run.
+Errors about the account (401, 403, exhausted quota) and a reached ``max_requests`` always
+stop the run.
 
 A group may also carry pre-ranked pairs (the batch route's exact order of a vehicle's dealers
 with a zip): they are one output of round 0 of the rounds (``preranked``); their batch scores
@@ -32,6 +33,7 @@ import polars as pl
 from mm_pipeline._answers import decoder
 from mm_pipeline._exceptions import (
     AuthenticationError,
+    BudgetExceededError,
     Hint,
     MarketMatchError,
     PermissionDeniedError,
@@ -62,8 +64,14 @@ __all__ = ["OnRequestFailed", "OnlineOptions", "rank_online"]
 OnRequestFailed = Literal["raise", "fail"]
 
 _log = get_logger("mm_pipeline.online")
-#: Errors about the account, not the request: they stop the run even with on_request_failed="fail".
-_ACCOUNT_ERRORS = (AuthenticationError, PermissionDeniedError, QuotaExhaustedError)
+#: Errors about the account (or its budget), not the request: they stop the run even with
+#: on_request_failed="fail".
+_ACCOUNT_ERRORS = (
+    AuthenticationError,
+    PermissionDeniedError,
+    QuotaExhaustedError,
+    BudgetExceededError,
+)
 #: Transport failures that say the API cannot be reached at all, for any group.
 _UNREACHABLE = frozenset({"ConnectError", "ConnectTimeout"})
 _FAIL_REQUEST = Hint(argument="on_request_failed='fail'", flag="--on-request-failed fail")

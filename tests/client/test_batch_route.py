@@ -311,7 +311,7 @@ def test_auto_picks_batch_above_the_threshold(
     assert mm.plan(small, endpoint="dealers").requests <= BATCH_THRESHOLD_REQUESTS
     assert mm.rank_dealers(small, client=client, progress=False).stats.mode == "online"
     large = make_pairs(2_300)
-    assert mm.plan(large, endpoint="dealers", chunk_size=10).requests > BATCH_THRESHOLD_REQUESTS
+    assert mm.plan(large, chunk_size=10).online_requests > BATCH_THRESHOLD_REQUESTS
     result = mm.rank_dealers(
         large, client=client, chunk_size=10, cache_dir=tmp_path, progress=False
     )

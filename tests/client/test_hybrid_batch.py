@@ -340,7 +340,7 @@ def test_auto_mode_sends_a_cross_product_through_one_job(
     )
     pairs = mm.cross_pairs(cars, dealers)
     online_plan = mm.plan(pairs, chunk_size=8)
-    assert online_plan.requests > BATCH_THRESHOLD_REQUESTS
+    assert online_plan.online_requests > BATCH_THRESHOLD_REQUESTS
     result = mm.rank_dealers(pairs, client=client, chunk_size=8, cache_dir=tmp_path, progress=False)
     assert_accounted(pairs, result)
     assert result.failed.is_empty()
@@ -349,7 +349,7 @@ def test_auto_mode_sends_a_cross_product_through_one_job(
     assert stats.mode == "online+batch"
     assert stats.merge_requests == cars.height  # top 4 of the batch + 3 id-only = 7 <= 8
     assert stats.requests < cars.height + 20  # + submit, list, polls, download
-    assert online_plan.requests == cars.height * sum(group_rounds(103, 8, 4))
+    assert online_plan.online_requests == cars.height * sum(group_rounds(103, 8, 4))
     has_zip = pl.col("zip").is_not_null()
     predicted = _online_requests(
         pairs.filter(~has_zip), pairs.filter(has_zip), chunk_size=8, exact_top_k=4

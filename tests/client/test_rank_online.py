@@ -425,7 +425,7 @@ def test_auto_mode_uses_batch_above_the_threshold(
     rooftop = Market.default().dealers.slice(71, 1).select("source", "mc_location_id")
     by_id = mm.cross_pairs(vehicles(2, offset=5_000), rooftop)
     pairs = pl.concat([by_zip, by_id])
-    assert mm.plan(pairs).requests == 2_003
+    assert mm.plan(pairs).online_requests == 2_003
     result = mm.rank_dealers(pairs, client=client, cache_dir=tmp_path, progress=False)
     assert result.stats.mode == "online+batch"
     assert len(result.stats.batch_job_ids) == 1
