@@ -72,6 +72,12 @@ def _run(
 
     _kind(out)
     pairs = read_pairs(source)
+    if options.pop("use_cache"):  # on by default: a rerun the same day sends nothing
+        from mm_pipeline._batch._cache import default_cache_dir  # noqa: PLC0415 (fast --help)
+
+        options["cache_dir"] = options.get("cache_dir") or default_cache_dir()
+    elif options.get("cache_dir") is not None:
+        raise click.UsageError("--no-cache and --cache-dir contradict each other: give one")
     client = make_client(options.pop("api"))
     rank_function = mm.rank_dealers if endpoint == "dealers" else mm.rank_vins
     # Messages name the rows of a CSV file by line (the header is line 1); Parquet has no lines.
@@ -118,6 +124,28 @@ _on_request_failed = click.option(
 _progress = click.option(
     "--progress/--no-progress", default=None, help="Show a progress bar (default: on a terminal)."
 )
+_cache_dir = click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where ranking answers (kept for the UTC day) and verified batch result files are "
+    "kept (default: $MM_PIPELINE_CACHE_DIR, else ~/.cache/mm_pipeline/batch).",
+)
+_no_cache = click.option(
+    "--no-cache",
+    "use_cache",
+    is_flag=True,
+    flag_value=False,
+    default=True,
+    help="Neither reuse nor keep ranking answers: every request is sent (verified batch result "
+    "files still go to the default cache).",
+)
+_max_requests = click.option(
+    "--max-requests",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Refuse (before sending) a run that needs more requests, stop one that gets there.",
+)
 
 
 @click.group(short_help="Rank pairs from a CSV, .csv.gz or Parquet file.")
@@ -136,12 +164,9 @@ def rank() -> None:
     help="Online requests, batch jobs, or chosen by size.",
 )
 @click.option("--reference", "client_reference", default=None, help="Batch client_reference.")
-@click.option(
-    "--cache-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Where verified batch result files are cached.",
-)
+@_cache_dir
+@_no_cache
+@_max_requests
 @_failed
 @_on_invalid
 @_on_request_failed
@@ -156,6 +181,9 @@ def dealers(source: Path, out: Path, failed_out: Path | None, **options: Any) ->
 @rank.command(short_help="Rank the vehicles of each dealer.")
 @_in
 @_out
+@_cache_dir
+@_no_cache
+@_max_requests
 @_failed
 @_on_invalid
 @_on_request_failed
