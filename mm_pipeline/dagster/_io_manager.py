@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Final
 
 import polars as pl
 from dagster import (
@@ -30,7 +31,10 @@ from dagster import (
 )
 from pydantic import Field
 
-__all__ = ["PolarsParquetIOManager"]
+__all__ = ["DEFAULT_BASE_DIR", "PolarsParquetIOManager"]
+
+DEFAULT_BASE_DIR: Final = "data"
+"""The data folder by default (relative to the working directory)."""
 
 _FILE_NAME = "data.parquet"
 
@@ -57,7 +61,7 @@ class PolarsParquetIOManager(ConfigurableIOManager):
     """
 
     base_dir: str = Field(
-        default="data",
+        default=DEFAULT_BASE_DIR,
         description="Folder holding one sub-folder per asset (relative to the working directory).",
     )
 

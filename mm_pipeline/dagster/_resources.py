@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import polars as pl
 from dagster import ConfigurableResource
@@ -11,10 +12,15 @@ from pydantic import Field
 
 import mm_pipeline as mm
 from mm_pipeline._files import read_table
+from mm_pipeline.dagster._io_manager import DEFAULT_BASE_DIR
 
-__all__ = ["MarketMatchResource", "SourceData"]
+__all__ = ["DEFAULT_CACHE_DIR", "MarketMatchResource", "SourceData"]
 
 _QUIET: dict[str, Any] = {"on_invalid": "fail", "progress": False}
+
+DEFAULT_CACHE_DIR: Final = str(Path(DEFAULT_BASE_DIR, ".mm_cache"))
+"""The resource's cache folder by default (without ``$MM_PIPELINE_CACHE_DIR``): under the IO
+manager's default data folder."""
 
 
 class MarketMatchResource(ConfigurableResource):  # type: ignore[type-arg]
@@ -54,8 +60,28 @@ class MarketMatchResource(ConfigurableResource):  # type: ignore[type-arg]
     cache_dir: str | None = Field(
         default=None,
         description=(
-            "Where verified batch result files are kept, so a rerun spends no download "
-            "(None: the library's default, $MM_PIPELINE_CACHE_DIR or ~/.cache/mm_pipeline/batch)."
+            "Where ranking answers (the answer cache) and verified batch result files are kept, "
+            "so a re-executed partition spends no request on what it already ranked. None: "
+            "$MM_PIPELINE_CACHE_DIR if set, else data/.mm_cache (under the IO manager's "
+            "default data folder, relative to the working directory)."
+        ),
+    )
+    use_answer_cache: bool = Field(
+        default=True,
+        description=(
+            "Serve repeated ranking requests from cache_dir. False: every request is sent and "
+            "cache_dir is not passed (batch result files go to the library's default cache)."
+        ),
+    )
+    cache_ttl: float | None = Field(
+        default=None,
+        description="Seconds a cached answer serves (None: the rest of its UTC day).",
+    )
+    max_requests: int | None = Field(
+        default=None,
+        description=(
+            "The most requests one ranking may send (refused before sending when the plan "
+            "needs more; mm.BudgetExceededError). None: no limit."
         ),
     )
 
@@ -67,25 +93,48 @@ class MarketMatchResource(ConfigurableResource):  # type: ignore[type-arg]
             max_concurrency=self.max_concurrency,
         )
 
+    def answer_cache_dir(self) -> str | None:
+        """Return the ``cache_dir`` the rankings get (``None`` with the answer cache off).
+
+        Examples
+        --------
+        >>> MarketMatchResource(api_key="k", cache_dir="/tmp/mm").answer_cache_dir()
+        '/tmp/mm'
+        >>> MarketMatchResource(api_key="k", use_answer_cache=False).answer_cache_dir() is None
+        True
+        """
+        if not self.use_answer_cache:
+            return None
+        return self.cache_dir or os.environ.get("MM_PIPELINE_CACHE_DIR") or DEFAULT_CACHE_DIR
+
+    def _defaults(self) -> dict[str, Any]:
+        """Return the options both ranking functions take from this resource."""
+        return {
+            **_QUIET,
+            "exact_top_k": self.exact_top_k,
+            "cache_dir": self.answer_cache_dir(),
+            "cache_ttl": self.cache_ttl,
+            "max_requests": self.max_requests,
+        }
+
     def rank_dealers(self, pairs: pl.DataFrame | pl.LazyFrame, **options: Any) -> mm.RankResult:
         """``mm.rank_dealers`` with this resource's client and defaults, overridden by ``options``.
 
-        The defaults: this resource's ``mode``, ``exact_top_k`` and ``cache_dir``,
+        The defaults: this resource's ``mode``, ``exact_top_k``, ``cache_dir`` (the answer
+        cache, unless ``use_answer_cache`` is off), ``cache_ttl`` and ``max_requests``,
         ``on_invalid="fail"`` (invalid rows go to ``failed``, where the checks report them) and
         no progress bar. A ``client_reference`` names the batch job, so a retried run adopts the
         job it started.
         """
-        defaults = {"mode": self.mode, "exact_top_k": self.exact_top_k, "cache_dir": self.cache_dir}
-        return mm.rank_dealers(pairs, client=self.client(), **{**_QUIET, **defaults, **options})
+        defaults = {**self._defaults(), "mode": self.mode}
+        return mm.rank_dealers(pairs, client=self.client(), **{**defaults, **options})
 
     def rank_vins(self, pairs: pl.DataFrame | pl.LazyFrame, **options: Any) -> mm.RankResult:
         """``mm.rank_vins`` (always online) with this resource's client and defaults.
 
-        The defaults: this resource's ``exact_top_k``, ``on_invalid="fail"``, no progress bar;
-        ``options`` override them.
+        The defaults: as for :meth:`rank_dealers` (no ``mode``); ``options`` override them.
         """
-        defaults = {"exact_top_k": self.exact_top_k}
-        return mm.rank_vins(pairs, client=self.client(), **{**_QUIET, **defaults, **options})
+        return mm.rank_vins(pairs, client=self.client(), **{**self._defaults(), **options})
 
 
 class SourceData(ConfigurableResource):  # type: ignore[type-arg]

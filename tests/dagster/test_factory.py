@@ -35,6 +35,7 @@ from mm_pipeline.dagster import (
 )
 from mm_pipeline.sandbox import Sandbox
 from tests.dagster.conftest import SAMPLE_DATA
+from tests.reliability._support import ServedRequests
 
 REGIONS = StaticPartitionsDefinition(["north", "south"])
 PREFIX = ["acme", "marketmatch"]
@@ -124,6 +125,46 @@ def test_user_definitions_materialize_with_every_check_passing(
     assert metadata["summary"].startswith("**6 vehicles ranked**: 30 pairs, 0 failed.")
     assert "of the 5 dealers ranked" in metadata["summary"]
     assert clean_sandbox.api_key not in str(metadata)
+
+
+def test_a_re_executed_partition_spends_no_request_on_what_it_already_ranked(
+    clean_sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """The resource's answer cache is on by default: the same partition again sends nothing.
+
+    Counted by the sandbox (the account's spent quota). With ``use_answer_cache=False`` the
+    same re-execution sends every request again.
+    """
+    step = rank_dealers_assets(
+        name="placement",
+        vehicles=my_inventory,
+        dealers="my_rooftops",
+        partitions_def=REGIONS,
+        mode="online",
+    )
+    assets = [my_inventory, my_rooftops, *step]
+    io_manager = PolarsParquetIOManager(base_dir=str(tmp_path / "data"))
+    cached = {"marketmatch": _resource(clean_sandbox), "io_manager": io_manager}
+    uncached = {
+        "marketmatch": MarketMatchResource(
+            api_key=clean_sandbox.api_key, base_url=clean_sandbox.base_url, use_answer_cache=False
+        ),
+        "io_manager": io_manager,
+    }
+    stored = tmp_path / "data" / "placement" / "partition=south"
+    with ServedRequests.on(clean_sandbox, clean_sandbox.api_key) as served:
+        first = materialize(assets, partition_key="south", resources=cached)
+        spent = served()
+        ranked = pl.read_parquet(stored)
+        again = materialize(assets, partition_key="south", resources=cached)
+        assert served() == spent  # the sandbox saw nothing new
+        without_cache = materialize(assets, partition_key="south", resources=uncached)
+        assert served() == 2 * spent
+    assert all(run.success for run in (first, again, without_cache))
+    assert spent == _metadata(first, AssetKey("placement"))["stats/requests"] > 0
+    repeat = _metadata(again, AssetKey("placement"))
+    assert (repeat["stats/requests"], repeat["stats/cached_answers"]) == (0, spent)
+    assert pl.read_parquet(stored).equals(ranked)
 
 
 def test_column_descriptions_come_from_the_pandera_models() -> None:
