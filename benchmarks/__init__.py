@@ -16,7 +16,8 @@ Scenarios (targets from issue 6):
 6. :mod:`~benchmarks.assign` -- ``mm.assign`` on 100k and 1M candidate pairs against the greedy
    baseline (issue 13).
 7. :mod:`~benchmarks.cost` -- requests spent over a mix of group sizes and ``exact_top_k``,
-   against the achievable minimum (issue 11); ``ceil(n / cap)`` as the bound.
+   against the achievable minimum (issue 11); ``ceil(n / cap)`` as the bound; a same-day rerun
+   with the answer cache (target: 0 requests).
 
 The baseline (:mod:`benchmarks.baseline`) is what an analyst writes without the library.
 Measurements that need a clean process (peak RSS, one pinned core) run in worker processes

@@ -53,7 +53,8 @@ FIGURES = {
     "7": {
         f"requests ÷ achievable minimum, {label}"
         for label in ("K=10 (default)", "K=3 (default)", "K=1", "K=10", "K=0")
-    },
+    }
+    | {"same-day rerun with the answer cache"},
 }
 
 
