@@ -2,6 +2,7 @@
 
 Every ``import`` / ``from ... import`` anywhere in a module counts, and importing
 ``a.b.c`` also runs the packages ``a.b`` and ``a``, which count as imported too.
+The tests' own imports are read too: no test module imports another one.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 import mm_pipeline
 
 ROOT = Path(mm_pipeline.__file__).parent
+TESTS = Path(__file__).parent
 #: Cycles other changes remove, listed so that no new one hides: the placement plan's
 #: TYPE_CHECKING import of the ranking step it extends.
 KNOWN_CYCLES = {
@@ -155,3 +157,19 @@ def test_the_batch_route_sits_below_the_router() -> None:
     assert len(batch) >= 7
     for name in batch:
         assert not _upward(edges[name], ("_client", "_online", "_rank")), name
+
+
+def test_no_test_module_imports_another() -> None:
+    """Tests share helpers through conftest fixtures and tests/_support, never a test_*.py."""
+    found = []
+    for path in TESTS.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or "", *(alias.name for alias in node.names)]
+            found += [
+                f"{path.relative_to(TESTS)}: {name}"
+                for name in names
+                if any(part.startswith("test_") for part in name.split("."))
+            ]
+    assert found == []
