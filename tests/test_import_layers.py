@@ -14,11 +14,6 @@ import mm_pipeline
 
 ROOT = Path(mm_pipeline.__file__).parent
 TESTS = Path(__file__).parent
-#: Cycles other changes remove, listed so that no new one hides: the placement plan's
-#: TYPE_CHECKING import of the ranking step it extends.
-KNOWN_CYCLES = {
-    frozenset({"mm_pipeline.dagster._factory", "mm_pipeline.dagster._plan"}),
-}
 #: Modules beneath both routes: they import no route, router or client module.
 TRANSPORT = (
     "_connect",
@@ -103,8 +98,8 @@ def cycles(edges: dict[str, set[str]]) -> list[frozenset[str]]:
 
 
 def test_no_import_cycle_in_the_package() -> None:
-    """No module imports, directly or not, a module that imports it (except the known one)."""
-    assert set(cycles(graph())) <= KNOWN_CYCLES
+    """No module imports, directly or not, a module that imports it."""
+    assert cycles(graph()) == []
 
 
 def test_the_rounds_algorithm_imports_nothing_of_the_package() -> None:
