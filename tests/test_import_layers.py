@@ -14,6 +14,9 @@ import mm_pipeline
 
 ROOT = Path(mm_pipeline.__file__).parent
 TESTS = Path(__file__).parent
+#: Client modules still over ~500 lines, listed so that no other grows past it unseen (the
+#: router is being reworked by another change).
+OVER_500 = {"_rank.py"}
 #: Modules beneath both routes: they import no route, router or client module.
 TRANSPORT = (
     "_connect",
@@ -121,9 +124,15 @@ def test_a_planted_cycle_is_found() -> None:
 
 
 def test_client_modules_stay_small() -> None:
-    """No module of the online route is over ~500 lines."""
-    for path in (ROOT / "_online").glob("*.py"):
-        assert len(path.read_text().splitlines()) <= 500, path.name
+    """No module of the client side (all but the sandbox) is over ~500 lines."""
+    sizes = {
+        str(path.relative_to(ROOT)): len(path.read_text().splitlines())
+        for path in ROOT.rglob("*.py")
+        if path.relative_to(ROOT).parts[0] != "sandbox"
+    }
+    assert len(sizes) > 50
+    over = {name: lines for name, lines in sizes.items() if lines > 500}
+    assert over.keys() <= OVER_500, over
 
 
 def _upward(imported: set[str], layers: tuple[str, ...]) -> set[str]:
