@@ -62,12 +62,7 @@ class BatchDownloadWarning(UserWarning):
 class ResultDownloads:
     """Verified, cached downloads of batch result files over an open session, counted.
 
-    Parameters
-    ----------
-    session
-        An open :class:`~mm_pipeline._session.Session`.
-    cache_dir
-        Where verified result files are kept (default :func:`default_cache_dir`).
+    Files are kept under ``cache_dir`` (default :func:`default_cache_dir`).
     """
 
     session: Session
