@@ -31,6 +31,7 @@ CATEGORIES: tuple[tuple[str, str | None, frozenset[str] | None], ...] = (
     ("rate limiter", "_ratelimit.py", None),
     ("normalise + validate input (pandera)", "/pandera/", None),
     ("normalise + validate input (pandera)", "_normalize.py", None),
+    ("normalise + validate input (pandera)", "mm_pipeline/_validate.py", None),
     (
         "match answers to pairs",
         None,

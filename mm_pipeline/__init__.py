@@ -13,8 +13,8 @@ from mm_pipeline import _namespace, webhooks
 from mm_pipeline._assign import assign, check_plan
 from mm_pipeline._assign_result import AssignResult, AssignStats
 from mm_pipeline._batch._client import BatchClient
+from mm_pipeline._batch._download import BatchDownloadWarning
 from mm_pipeline._batch._job import BatchJob
-from mm_pipeline._batch._session import BatchDownloadWarning
 from mm_pipeline._client import MarketMatchClient
 from mm_pipeline._exceptions import (
     APIError,

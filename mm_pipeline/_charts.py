@@ -1,9 +1,10 @@
-"""Altair charts of a ``rank_dealers`` result: what an analyst asks of a ranking first.
+"""Altair charts of a ranking and of a placement plan: what an analyst asks first.
 
-Each function takes a :class:`~mm_pipeline.RankResult` (or its ``ranked`` frame), aggregates in
-polars, and hands Altair only the few rows it draws, so a chart of a million ranked pairs embeds
-a few hundred values. The charts render in Jupyter as they are, and to PNG with :func:`to_png`
-(vl-convert, no browser), e.g. for Dagster metadata.
+Each ranking chart takes a :class:`~mm_pipeline.RankResult` (or its ``ranked`` frame), the plan
+chart an :class:`~mm_pipeline.AssignResult`; each aggregates in polars, and hands Altair only
+the few rows it draws, so a chart of a million ranked pairs embeds a few hundred values. The
+charts render in Jupyter as they are, and to PNG with :func:`to_png` (vl-convert, no browser),
+e.g. for Dagster metadata.
 
 Altair and vl-convert come with the ``plot`` extra: ``pip install 'mm-pipeline[plot]'``.
 """
@@ -16,13 +17,20 @@ from typing import TYPE_CHECKING, Any, Final
 
 import polars as pl
 
+from mm_pipeline._assign_result import AssignResult
 from mm_pipeline._plan import GROUP_KEYS
 from mm_pipeline._result import RankResult
 
 if TYPE_CHECKING:
     import altair as alt
 
-__all__ = ["best_vs_runner_up", "dealer_concentration", "score_distribution", "to_png"]
+__all__ = [
+    "best_vs_runner_up",
+    "dealer_concentration",
+    "placement_concentration",
+    "score_distribution",
+    "to_png",
+]
 
 _VEHICLE: Final = list(GROUP_KEYS["dealers"])
 _DEALER: Final = ["source", "zip", "mc_location_id"]
@@ -68,7 +76,7 @@ def _dealer_label() -> pl.Expr:
     return pl.concat_str("source", suffix)
 
 
-def _title(alt: Any, text: str, subtitle: str) -> Any:
+def _title(alt: Any, text: str, subtitle: str | list[str]) -> Any:
     return alt.Title(text, subtitle=subtitle, anchor="start", **_FONT)
 
 
@@ -327,6 +335,90 @@ def dealer_concentration(
         )
     )
     return pareto
+
+
+def placement_concentration(
+    plan: AssignResult, *, top: int = 15, width: int = 560
+) -> alt.LayerChart:
+    """Vehicles per dealer if each went to its rank-1 dealer, against the plan, with capacity.
+
+    For the ``top`` dealers with the most first choices (``AssignResult.concentration()``): a
+    bar of the vehicles whose first choice the dealer is, a bar of those the plan places there,
+    and a tick at the dealer's capacity. The title says the most vehicles one dealer gets
+    either way, the subtitle the largest dealer shares and how many vehicles the plan places.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> import mm_pipeline as mm
+    >>> ranked = pl.DataFrame({"vin": ["A", "A", "B", "B"], "price": [1] * 4,
+    ...     "miles": [1] * 4, "source": ["x.com", "y.com"] * 2, "zip": ["00001"] * 4,
+    ...     "mc_location_id": [None] * 4, "vin_rank": [1, 2, 1, 2], "rank_exact": [True] * 4})
+    >>> plan = mm.assign(ranked, capacity=1)
+    >>> placement_concentration(plan).to_dict()["title"]["text"]
+    'Rank 1 would send up to 2 vehicles to one dealer; the plan sends at most 1'
+    """
+    if not isinstance(plan, AssignResult):
+        raise TypeError(f"expected the AssignResult of mm.assign, got {type(plan)!r}")
+    _require_altair()
+    import altair as alt  # noqa: PLC0415 (optional: the plot extra)
+
+    data = plan.concentration(top=top)
+    s = plan.stats
+    most = {
+        column: int(plan.dealers.get_column(column).max() or 0)  # type: ignore[arg-type]
+        for column in ("first_choice", "placed")
+    }
+    dealers = data.filter(pl.col("placement") == "plan").height
+    highest = max(
+        int(data.select(pl.max_horizontal(pl.max("vehicles", "capacity"))).item() or 0), 1
+    )
+    x = alt.X("dealer:N", sort=None, title=None).axis(labelAngle=-40, labelLimit=220)
+    order = ["first choice", "plan"]
+    tooltip = [
+        "dealer:N",
+        "placement:N",
+        "vehicles:Q",
+        alt.Tooltip("share:Q", format=".0%"),
+        "capacity:Q",
+    ]
+    bars = (
+        alt.Chart(alt.InlineData(values=data.to_dicts()))
+        .mark_bar()
+        .encode(
+            x=x,
+            xOffset=alt.XOffset("placement:N").sort(order),
+            y=alt.Y("vehicles:Q", title="vehicles")
+            .scale(domain=[0, highest * 1.05], nice=True)
+            .axis(tickMinStep=1),
+            color=alt.Color("placement:N", title=None)
+            .scale(domain=order, range=[_COLOURS[_RUNNER_UP], _COLOURS[_BEST]])
+            .legend(orient="top-right", labelFontSize=12),
+            tooltip=tooltip,
+        )
+    )
+    capacity = data.filter(pl.col("placement") == "plan")
+    ticks = (
+        alt.Chart(alt.InlineData(values=capacity.to_dicts()))
+        .mark_tick(color="#212121", thickness=2)
+        .encode(x=x, y="capacity:Q", tooltip=["dealer:N", "capacity:Q"])
+    )
+    chart: alt.LayerChart = (bars + ticks).properties(
+        width=width,
+        height=260,
+        title=_title(
+            alt,
+            f"Rank 1 would send up to {most['first_choice']:,} vehicles to one dealer; "
+            f"the plan sends at most {most['placed']:,}",
+            [
+                f"vehicles per dealer, the {dealers} of {plan.dealers.height:,} dealers with the "
+                "most first choices; tick: the dealer's capacity",
+                f"the plan places {s.placed:,} of {s.vehicles:,} vehicles; largest dealer share "
+                f"{s.largest_share:.0%} (rank 1: {s.first_choice_largest_share:.0%})",
+            ],
+        ),
+    )
+    return chart
 
 
 def to_png(chart: alt.TopLevelMixin, *, scale: float = 2.0) -> bytes:

@@ -2,6 +2,7 @@
 
 Every ``import`` / ``from ... import`` anywhere in a module counts, and importing
 ``a.b.c`` also runs the packages ``a.b`` and ``a``, which count as imported too.
+The tests' own imports are read too: no test module imports another one.
 """
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ from pathlib import Path
 import mm_pipeline
 
 ROOT = Path(mm_pipeline.__file__).parent
-#: Cycles other changes remove, listed so that no new one hides: the placement plan's
-#: TYPE_CHECKING import of the ranking step it extends.
-KNOWN_CYCLES = {
-    frozenset({"mm_pipeline.dagster._factory", "mm_pipeline.dagster._plan"}),
-}
+TESTS = Path(__file__).parent
+#: Client modules still over ~500 lines, listed so that no other grows past it unseen (the
+#: router is being reworked by another change).
+OVER_500 = {"_rank.py"}
 #: Modules beneath both routes: they import no route, router or client module.
 TRANSPORT = (
     "_connect",
@@ -101,8 +101,8 @@ def cycles(edges: dict[str, set[str]]) -> list[frozenset[str]]:
 
 
 def test_no_import_cycle_in_the_package() -> None:
-    """No module imports, directly or not, a module that imports it (except the known one)."""
-    assert set(cycles(graph())) <= KNOWN_CYCLES
+    """No module imports, directly or not, a module that imports it."""
+    assert cycles(graph()) == []
 
 
 def test_the_rounds_algorithm_imports_nothing_of_the_package() -> None:
@@ -124,9 +124,15 @@ def test_a_planted_cycle_is_found() -> None:
 
 
 def test_client_modules_stay_small() -> None:
-    """No module of the online route is over ~500 lines."""
-    for path in (ROOT / "_online").glob("*.py"):
-        assert len(path.read_text().splitlines()) <= 500, path.name
+    """No module of the client side (all but the sandbox) is over ~500 lines."""
+    sizes = {
+        str(path.relative_to(ROOT)): len(path.read_text().splitlines())
+        for path in ROOT.rglob("*.py")
+        if path.relative_to(ROOT).parts[0] != "sandbox"
+    }
+    assert len(sizes) > 50
+    over = {name: lines for name, lines in sizes.items() if lines > 500}
+    assert over.keys() <= OVER_500, over
 
 
 def _upward(imported: set[str], layers: tuple[str, ...]) -> set[str]:
@@ -155,3 +161,19 @@ def test_the_batch_route_sits_below_the_router() -> None:
     assert len(batch) >= 7
     for name in batch:
         assert not _upward(edges[name], ("_client", "_online", "_rank")), name
+
+
+def test_no_test_module_imports_another() -> None:
+    """Tests share helpers through conftest fixtures and tests/_support, never a test_*.py."""
+    found = []
+    for path in TESTS.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or "", *(alias.name for alias in node.names)]
+            found += [
+                f"{path.relative_to(TESTS)}: {name}"
+                for name in names
+                if any(part.startswith("test_") for part in name.split("."))
+            ]
+    assert found == []

@@ -2,6 +2,7 @@
 
 - ``_job.py``      :class:`BatchJob` and the derived references and idempotency keys
 - ``_session.py``  :class:`BatchSession`: list, submit (adopting), wait, download over a session
+- ``_download.py`` result downloads: streamed, verified, retried while slots remain, cached
 - ``_cache.py``    the result cache: storage proved before a slot is spent, per-job file lock
 - ``_files.py``    the batch upload format: write ``.csv.gz`` files under the size cap, hash them
 - ``_results.py``  the batch result format: parse result files into a typed frame, streaming

@@ -18,6 +18,7 @@ from mm_pipeline._exceptions import BatchError, BatchJobFailed
 from mm_pipeline._redact import scrub
 
 __all__ = [
+    "JOBS_PATH",
     "BatchJob",
     "JobStatusFilter",
     "adoptable",
@@ -25,6 +26,8 @@ __all__ = [
     "work_reference",
 ]
 
+JOBS_PATH: Final = "/v2/batch/marketmatch/rank/jobs"
+"""The batch jobs endpoint (list, submit; ``/<job_id>`` status, ``/<job_id>/download``)."""
 JobStatusFilter = Literal["all", "active", "completed", "failed"]
 _REFERENCE_MAX: Final = 255
 

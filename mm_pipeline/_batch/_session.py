@@ -3,7 +3,8 @@
 :class:`BatchSession` does the work over an open :class:`~mm_pipeline._session.Session`, so the
 batch route shares the session of a ranking call; :class:`~mm_pipeline.BatchClient`
 (``client.batch``, in ``_client.py``) opens a session per call around it. The job model and the
-derived references are in ``_job.py``, the result cache in ``_cache.py``.
+derived references are in ``_job.py``; downloads (verified, cached, counted) in ``_download.py``
+over the result cache of ``_cache.py``.
 
 Safety rules, because a batch job is expensive and download slots are few:
 
@@ -15,106 +16,49 @@ Safety rules, because a batch job is expensive and download slots are few:
 - **409 active_job_exists is never retried blindly**: if the active job carries our reference it
   is adopted; otherwise the other job is waited for (with backoff, up to a deadline), then a clear
   error names it.
-- **Downloads are verified and cached.** The body is streamed to disk while hashing and compared
-  with ``X-File-Checksum``; a mismatch, a cut-off body or one outlasting its deadline is retried
-  while slots remain (with a warning that a slot was spent). A verified file is kept under the
-  cache directory keyed by job id, so a rerun spends no slot; without a slot and without a cached
-  copy the error names the job.
-- **Storage before spending, one download per job.** The cache proves it can hold the file before
-  a slot is spent, and a per-job file lock lets one process of many sharing the cache download
-  while the others wait for its verified copy (:mod:`mm_pipeline._batch._cache`).
+- **Downloads are verified and cached**, a slot spent only when storage is proved
+  (:mod:`mm_pipeline._batch._download`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import gzip
-import hashlib
 import os
-import shutil
 import time
-import warnings
-import zlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 
-from mm_pipeline._batch._cache import (
-    CacheEntry,
-    Claim,
-    claim,
-    default_cache_dir,
-    expected_result_bytes,
-)
+from mm_pipeline._batch._download import ResultDownloads
 from mm_pipeline._batch._files import check_upload_header, sha256_file
 from mm_pipeline._batch._job import (
+    JOBS_PATH,
     BatchJob,
     JobStatusFilter,
     adoptable,
     idempotency_key,
     work_reference,
 )
-from mm_pipeline._exceptions import (
-    BatchError,
-    BatchTimeoutError,
-    ChecksumMismatchError,
-    ConflictError,
-    DownloadError,
-    InvalidInputError,
-    PermissionDeniedError,
-    TransportError,
-)
+from mm_pipeline._exceptions import BatchError, BatchTimeoutError, ConflictError, InvalidInputError
 from mm_pipeline._progress import progress_bar
 from mm_pipeline._redact import get_logger, redact
 
 if TYPE_CHECKING:
     from mm_pipeline._session import Session
 
-__all__ = [
-    "DEFAULT_ACTIVE_JOB_TIMEOUT",
-    "DEFAULT_WAIT_TIMEOUT",
-    "JOBS_PATH",
-    "BatchDownloadWarning",
-    "BatchSession",
-]
+__all__ = ["DEFAULT_ACTIVE_JOB_TIMEOUT", "DEFAULT_WAIT_TIMEOUT", "BatchSession"]
 
 log = get_logger("mm_pipeline.batch")
 
-JOBS_PATH: Final = "/v2/batch/marketmatch/rank/jobs"
 DEFAULT_WAIT_TIMEOUT: Final = 6 * 3600.0
 """Seconds :meth:`BatchClient.wait` polls a job before giving up (overall, not per request)."""
 DEFAULT_ACTIVE_JOB_TIMEOUT: Final = 3600.0
 """Seconds a submit waits for another client's active job to finish (409 active_job_exists)."""
 
 _MAX_PAGES: Final = 10_000
-_BLOCK: Final = 1 << 20
-_MAX_DOWNLOADS: Final = 3  # published; used when the server sends no X-Remaining-Downloads
-
-
-class BatchDownloadWarning(UserWarning):
-    """A download failed verification or was cut off, and a download slot was spent on it."""
-
-
-def _header_int(headers: httpx.Headers, name: str) -> int | None:
-    value = headers.get(name)
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _expected_checksum(headers: httpx.Headers) -> str | None:
-    header = headers.get("x-file-checksum")
-    if not header:
-        return None
-    value = str(header).strip().lower()
-    for prefix in ("sha256=", "sha256:", "sha-256="):
-        if value.startswith(prefix):
-            value = value[len(prefix) :]
-    return value
 
 
 class _JobProgress:
@@ -167,9 +111,21 @@ class BatchSession:
     poll_interval: float = 1.0
     max_poll_interval: float = 20.0
     active_job_timeout: float = DEFAULT_ACTIVE_JOB_TIMEOUT
-    #: Download requests sent (each spends a slot) and results served from the cache.
-    downloads: int = field(default=0, init=False)
-    cache_hits: int = field(default=0, init=False)
+    _results: ResultDownloads = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        """Set up downloads through the result cache of ``cache_dir``."""
+        self._results = ResultDownloads(session=self.session, cache_dir=self.cache_dir)
+
+    @property
+    def downloads(self) -> int:
+        """Download requests sent (each spends a slot)."""
+        return self._results.requests
+
+    @property
+    def cache_hits(self) -> int:
+        """Results served from the cache (no slot spent)."""
+        return self._results.cache_hits
 
     # -- read ---------------------------------------------------------------------------------
 
@@ -351,135 +307,11 @@ class BatchSession:
 
     # -- download -----------------------------------------------------------------------------
 
-    def _entry(self, job_id: str) -> CacheEntry:
-        return CacheEntry(self.cache_dir or default_cache_dir(), job_id)
-
-    def cached_path(self, job_id: str) -> Path:
-        """Where the verified result of ``job_id`` is (or will be) cached."""
-        return self._entry(job_id).path
-
-    def cached(self, job_id: str) -> Path | None:
-        """Return the cached verified result of ``job_id``, if present and intact."""
-        return self._entry(job_id).verified()
-
     async def download(
         self, job_id: str, dest: Path | None = None, *, item_count: int | None = None
     ) -> Path:
-        """Return a verified copy of the job's result file (cached: a rerun spends no slot).
-
-        ``item_count`` (the job's, when known) sizes the free-space check made before any slot
-        is spent. See :meth:`BatchClient.download`.
-        """
-        entry = self._entry(job_id)
-        path = await asyncio.to_thread(entry.verified)
-        if path is None:
-            path = await self._fetch(entry, expected_result_bytes(item_count))
-        else:
-            self._hit(job_id)
-        if dest is None:
-            return path
-        dest = Path(dest)
-        if dest.is_dir():
-            dest = dest / path.name
-        if dest.resolve() != path.resolve():
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            await asyncio.to_thread(shutil.copyfile, path, dest)
-        return dest
-
-    def _hit(self, job_id: str) -> None:
-        self.cache_hits += 1
-        log.info("using the cached result of batch job %s (no download slot spent)", job_id)
-
-    async def _fetch(self, entry: CacheEntry, expected_bytes: int) -> Path:
-        """Download into the cache under the job's lock (see :mod:`mm_pipeline._batch._cache`)."""
-        job_id = entry.job_id
-        async with claim(entry, expected_bytes=expected_bytes) as owned:
-            if owned.ready is not None:  # another process downloaded it while we waited
-                self._hit(job_id)
-                return owned.ready
-            attempt = 0
-            while True:
-                attempt += 1
-                try:
-                    got = await self._fetch_once(job_id, owned)
-                except PermissionDeniedError as exc:
-                    if exc.error_code == "download_limit_exceeded":
-                        raise DownloadError(
-                            f"batch job {job_id}: every download slot has been used and there "
-                            f"is no verified copy in the cache ({entry.folder}); the result "
-                            "cannot be downloaded again",
-                            job_id=job_id,
-                        ) from None
-                    raise
-                if got.problem is None:
-                    path = await asyncio.to_thread(owned.commit, got.actual)
-                    log.info("downloaded and verified the result of batch job %s", job_id)
-                    return path
-                left = "unknown" if got.remaining is None else str(got.remaining)
-                message = (
-                    f"download {attempt} of batch job {job_id} failed verification "
-                    f"({got.problem}); a download slot was spent; slots left: {left}"
-                )
-                if got.remaining == 0 or (got.remaining is None and attempt >= _MAX_DOWNLOADS):
-                    message += "; no slot remains to retry"
-                    if got.expected is not None and got.actual and got.actual != got.expected:
-                        raise ChecksumMismatchError(
-                            message, job_id=job_id, expected=got.expected, actual=got.actual
-                        )
-                    raise DownloadError(message, job_id=job_id)
-                warnings.warn(message + "; retrying", BatchDownloadWarning, stacklevel=2)
-                log.warning("%s; retrying", message)
-
-    async def _fetch_once(self, job_id: str, owned: Claim) -> _Attempt:
-        """Stream one download into the claim's ``.part`` file while hashing, and judge it.
-
-        A body cut off or outlasting its deadline is an unusable attempt (its slot is spent);
-        a storage failure raises :class:`CacheStorageError` at once.
-        """
-        digest = hashlib.sha256()
-        size = 0
-        remaining: int | None = None
-        expected: str | None = None
-        length: int | None = None
-        granted = False
-        self.downloads += 1
-        try:
-            async with self.session.stream("POST", f"{JOBS_PATH}/{job_id}/download") as response:
-                granted = True
-                headers = response.headers
-                remaining = _header_int(headers, "x-remaining-downloads")
-                expected = _expected_checksum(headers)
-                # Content-Length counts encoded bytes; the checksum is over the decoded file.
-                length = (
-                    None
-                    if "content-encoding" in headers
-                    else _header_int(headers, "content-length")
-                )
-                with owned.open() as out:  # truncated: an earlier attempt's bytes are gone
-                    if length is not None:
-                        owned.check_space(length, spent=True)
-                    async for block in response.aiter_bytes(_BLOCK):
-                        digest.update(block)
-                        size += len(block)
-                        out.write(block)
-        except (httpx.TransportError, TransportError) as exc:
-            if not granted:
-                raise
-            kind = getattr(exc, "kind", type(exc).__name__)
-            cut = f"the body was cut off after {size} bytes ({kind})"
-            return _Attempt(cut, remaining, expected, "")
-        actual = digest.hexdigest()
-        if length is not None and size != length:
-            return _Attempt(f"got {size} of {length} bytes", remaining, expected, actual)
-        if expected is None:
-            problem = await asyncio.to_thread(_gzip_problem, owned.part)
-            if problem is None:
-                log.warning("batch job %s: no X-File-Checksum header; gzip check passed", job_id)
-            return _Attempt(problem, remaining, expected, actual)
-        if actual != expected:
-            mismatch = f"checksum {actual[:12]}… does not match {expected[:12]}…"
-            return _Attempt(mismatch, remaining, expected, actual)
-        return _Attempt(None, remaining, expected, actual)
+        """Return a verified copy of the job's result file (:meth:`ResultDownloads.download`)."""
+        return await self._results.download(job_id, dest, item_count=item_count)
 
 
 def _wait_timeout(job_id: str, job: BatchJob | None, timeout: float) -> BatchTimeoutError:
@@ -494,25 +326,6 @@ def _wait_timeout(job_id: str, job: BatchJob | None, timeout: float) -> BatchTim
         job_id=job_id,
         timeout=timeout,
     )
-
-
-class _Attempt(NamedTuple):
-    """The outcome of one download: why it is unusable (None: verified), and its facts."""
-
-    problem: str | None
-    remaining: int | None
-    expected: str | None
-    actual: str
-
-
-def _gzip_problem(path: Path) -> str | None:
-    try:
-        with gzip.open(path, "rb") as handle:
-            while handle.read(_BLOCK):
-                pass
-    except (OSError, EOFError, zlib.error) as exc:
-        return f"the file is not a complete gzip stream ({type(exc).__name__})"
-    return None
 
 
 def _check_gzip(path: Path) -> None:

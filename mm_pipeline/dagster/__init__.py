@@ -47,11 +47,7 @@ from mm_pipeline.dagster._component import DailyPartitions, RankingComponent
 from mm_pipeline.dagster._factory import (
     API_POOL,
     BATCH_POOL,
-    DEALER_COLUMNS,
-    VEHICLE_COLUMNS,
     RankingConfig,
-    RankingStep,
-    UpstreamAsset,
     rank_dealers_assets,
     rank_vins_assets,
 )
@@ -72,6 +68,8 @@ from mm_pipeline.dagster._plan import (
 )
 from mm_pipeline.dagster._plan_checks import PLAN_CHECKS, plan_check_results, plan_check_specs
 from mm_pipeline.dagster._resources import MarketMatchResource, SourceData
+from mm_pipeline.dagster._step import DEALER_COLUMNS, VEHICLE_COLUMNS, RankingStep
+from mm_pipeline.dagster._upstream import UpstreamAsset
 
 __all__ = [
     "API_POOL",

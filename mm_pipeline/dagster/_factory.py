@@ -7,16 +7,15 @@ a pairs asset, or (for ``rank_dealers``) a vehicles and a dealers asset that are
 ``resource_key`` and stores its outputs with whatever IO manager the user configured.
 
 Extension point: a step downstream of a ranking is a function ``(RankingStep, ...) ->
-AssetsDefinition`` that reads ``step.ranked_key`` and names its asset ``step.key("<suffix>")``;
-the factory appends it to the list it returns. The placement plan (``assign=``, ``_plan``) is
-one.
+AssetsDefinition`` (``_step``) that reads ``step.ranked_key`` and names its asset
+``step.key("<suffix>")``; the factory appends it to the list it returns. The placement plan
+(``assign=``, ``_plan``) is one.
 
 (No ``from __future__ import annotations`` here: Dagster reads these annotations at runtime.)
 """
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import polars as pl
 from dagster import (
@@ -36,22 +35,12 @@ from pydantic import Field
 import mm_pipeline as mm
 from mm_pipeline.dagster._checks import ranking_check_results, ranking_check_specs
 from mm_pipeline.dagster._metadata import preview, ranking_metadata, schema_metadata
-from mm_pipeline.dagster._options import validate_options
 from mm_pipeline.dagster._plan import PlacementPlan, placement_plan_asset
 from mm_pipeline.dagster._resources import MarketMatchResource
+from mm_pipeline.dagster._step import DEALER_COLUMNS, VEHICLE_COLUMNS, Kind, RankingStep
 from mm_pipeline.dagster._upstream import UpstreamAsset, asset_key, eager
 
-__all__ = [
-    "API_POOL",
-    "BATCH_POOL",
-    "DEALER_COLUMNS",
-    "VEHICLE_COLUMNS",
-    "RankingConfig",
-    "RankingStep",
-    "UpstreamAsset",
-    "rank_dealers_assets",
-    "rank_vins_assets",
-]
+__all__ = ["API_POOL", "BATCH_POOL", "RankingConfig", "rank_dealers_assets", "rank_vins_assets"]
 
 BATCH_POOL = "marketmatch_batch"
 """Default pool of ``rank_dealers`` steps, which may submit a batch job: give it limit 1 (one
@@ -59,12 +48,8 @@ active batch job per account)."""
 API_POOL = "marketmatch_api"
 """Default pool of ``rank_vins`` steps (online only): they share the account's rate limit."""
 
-VEHICLE_COLUMNS = ("vin", "price", "miles")
-DEALER_COLUMNS = ("source", "zip", "mc_location_id")
 _PAIR_COLUMNS = (*VEHICLE_COLUMNS, *DEALER_COLUMNS)
 _KINDS = {"polars"}
-
-Kind = Literal["rank_dealers", "rank_vins"]
 
 
 class RankingConfig(Config):
@@ -76,49 +61,6 @@ class RankingConfig(Config):
         le=1.0,
         description="The failure_rate check fails above this share of failed pairs.",
     )
-
-
-@dataclass(frozen=True)
-class RankingStep:
-    """One ranking step as built by a factory: what downstream steps build on."""
-
-    name: str
-    kind: Kind
-    key_prefix: tuple[str, ...]
-    partitions_def: PartitionsDefinition | None
-    group_name: str | None
-    resource_key: str
-    pool: str | None
-    options: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        """Check the options against the ranking function's signature (TypeError, ...)."""
-        ranker = mm.rank_dealers if self.kind == "rank_dealers" else mm.rank_vins
-        validate_options(ranker, self.options)
-
-    @property
-    def group_by(self) -> tuple[str, ...]:
-        """Columns of a ranking group: the vehicle (rank_dealers) or the rooftop (rank_vins)."""
-        return VEHICLE_COLUMNS if self.kind == "rank_dealers" else DEALER_COLUMNS
-
-    @property
-    def labels(self) -> tuple[str, str]:
-        """What a group and a candidate are, for people."""
-        return ("vehicles", "dealers") if self.kind == "rank_dealers" else ("dealers", "vehicles")
-
-    def key(self, suffix: str = "") -> AssetKey:
-        """Return the key of ``name`` (or ``name_<suffix>``) under the prefix."""
-        return AssetKey([*self.key_prefix, f"{self.name}_{suffix}" if suffix else self.name])
-
-    @property
-    def ranked_key(self) -> AssetKey:
-        """Key of the ranked pairs (``mm.schemas.RankedMatch``)."""
-        return self.key()
-
-    @property
-    def failures_key(self) -> AssetKey:
-        """Key of the pairs not ranked (``mm.schemas.FailedMatch``)."""
-        return self.key("failures")
 
 
 def _prefix(key_prefix: str | Sequence[str] | None) -> tuple[str, ...]:

@@ -12,7 +12,7 @@ calls no API, so it needs no resource and no pool.
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import polars as pl
 from dagster import (
@@ -34,10 +34,8 @@ from pydantic import Field
 import mm_pipeline as mm
 from mm_pipeline.dagster._metadata import plan_metadata, preview, schema_metadata
 from mm_pipeline.dagster._plan_checks import plan_check_results, plan_check_specs
+from mm_pipeline.dagster._step import RankingStep
 from mm_pipeline.dagster._upstream import UpstreamAsset, asset_key, eager
-
-if TYPE_CHECKING:
-    from mm_pipeline.dagster._factory import RankingStep
 
 __all__ = ["DEFAULT_MIN_PLACED_SHARE", "PlacementPlan", "PlanConfig", "placement_plan_asset"]
 
@@ -186,7 +184,7 @@ def _plan(
     )
 
 
-def placement_plan_asset(step: "RankingStep", options: PlacementPlan) -> AssetsDefinition:
+def placement_plan_asset(step: RankingStep, options: PlacementPlan) -> AssetsDefinition:
     """Build the placement plan multi-asset downstream of ``step`` (a ``RankingStep``).
 
     Examples

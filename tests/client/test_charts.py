@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import polars as pl
 import pytest
@@ -12,9 +13,11 @@ import mm_pipeline as mm
 from mm_pipeline.charts import (
     best_vs_runner_up,
     dealer_concentration,
+    placement_concentration,
     score_distribution,
     to_png,
 )
+from tests._support.frames import ranked
 
 CHARTS = (score_distribution, best_vs_runner_up, dealer_concentration)
 
@@ -60,6 +63,47 @@ def test_png_of_each_chart() -> None:
         png = to_png(chart(ranked_frame(20, 10)))
         assert png[:8] == b"\x89PNG\r\n\x1a\n"
         assert len(png) > 10_000
+
+
+def _layer_values(spec: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    """The rows each layer of a chart spec draws (Altair gathers them under ``datasets``)."""
+    return [spec["datasets"][layer["data"]["name"]] for layer in spec["layer"]]
+
+
+def test_the_plan_chart_sets_first_choice_against_the_plan() -> None:
+    """Three vehicles whose rank 1 is a.com (capacity 1 each): bars per dealer, the finding
+    in the title, the capacities drawn, a PNG; anything but an AssignResult is refused."""
+    frame = ranked(
+        *((vin, "a.com", 1, True) for vin in "XYZ"),
+        *((vin, "b.com", 2, True) for vin in "XYZ"),
+    )
+    plan = mm.assign(frame, capacity=1)
+    spec = placement_concentration(plan).to_dict()
+    assert spec["title"]["text"] == (
+        "Rank 1 would send up to 3 vehicles to one dealer; the plan sends at most 1"
+    )
+    assert "the plan places 2 of 3 vehicles" in spec["title"]["subtitle"][1]
+    bars, ticks = _layer_values(spec)
+    assert sorted((b["dealer"], b["placement"], b["vehicles"]) for b in bars) == [
+        ("a.com 30907", "first choice", 3),
+        ("a.com 30907", "plan", 1),
+        ("b.com 30907", "first choice", 0),
+        ("b.com 30907", "plan", 1),
+    ]
+    assert [t["capacity"] for t in ticks] == [1, 1]
+    assert to_png(placement_concentration(plan))[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(TypeError, match="AssignResult"):
+        placement_concentration(frame)  # type: ignore[arg-type]
+
+
+def test_a_top_n_plan_chart_embeds_n_dealers() -> None:
+    """top= keeps the dealers with the most first choices, and says how many there are."""
+    frame = ranked_frame(200, 30).with_columns(rank_exact=pl.col("vin_rank") <= 5)
+    plan = mm.assign(frame, capacity=4)
+    spec = placement_concentration(plan, top=5).to_dict()
+    bars, _ = _layer_values(spec)
+    assert len(bars) == 2 * 5
+    assert spec["title"]["subtitle"][0].startswith("vehicles per dealer, the 5 of ")
 
 
 def test_rank_vins_results_are_refused() -> None:

@@ -12,8 +12,8 @@ import polars as pl
 import pytest
 
 from mm_pipeline.sandbox import Sandbox
+from tests._support.dagster_runs import ASSETS
 from tests.dagster.conftest import PARTITION, REPO, SAMPLE_DATA, api_env_vars
-from tests.dagster.test_definitions import ASSETS
 
 
 @pytest.mark.slow

@@ -18,23 +18,8 @@ from dagster import (
 import mm_pipeline as mm
 from dagster_defs import defs
 from dagster_defs._local import INSTANCE_TEMPLATE
-from mm_pipeline.dagster import PLAN_CHECKS, RANKING_CHECKS, MarketMatchResource
-
-ASSETS = {
-    "vehicles",
-    "candidate_dealers",
-    "acquisition_candidates",
-    "placement",
-    "placement_failures",
-    "sourcing",
-    "sourcing_failures",
-    "best_placement",
-    "placement_plan",
-    "placement_plan_unassigned",
-}
-CHECKS = {(a, name) for a in ("placement", "sourcing") for name in RANKING_CHECKS} | {
-    ("placement_plan", name) for name in PLAN_CHECKS
-}
+from mm_pipeline.dagster import MarketMatchResource
+from tests._support.dagster_runs import ASSETS, CHECKS
 
 
 def test_asset_check_schedule_and_job_keys() -> None:

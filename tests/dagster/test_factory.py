@@ -15,7 +15,6 @@ from dagster import (
     AssetSpec,
     DailyPartitionsDefinition,
     Definitions,
-    ExecuteInProcessResult,
     FilesystemIOManager,
     StaticPartitionsDefinition,
     TableSchema,
@@ -34,6 +33,7 @@ from mm_pipeline.dagster import (
     rank_vins_assets,
 )
 from mm_pipeline.sandbox import Sandbox
+from tests._support.dagster_runs import checks_passed, materialization_metadata
 from tests.dagster.conftest import SAMPLE_DATA
 from tests.reliability._support import ServedRequests
 
@@ -77,17 +77,6 @@ def _resource(sb: Sandbox) -> MarketMatchResource:
     return MarketMatchResource(api_key=sb.api_key, base_url=sb.base_url)
 
 
-def _checks(result: ExecuteInProcessResult, key: AssetKey) -> dict[str, bool]:
-    return {
-        e.check_name: e.passed for e in result.get_asset_check_evaluations() if e.asset_key == key
-    }
-
-
-def _metadata(result: ExecuteInProcessResult, key: AssetKey) -> dict[str, Any]:
-    (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key == key]
-    return {k: v.value for k, v in event.materialization.metadata.items()}
-
-
 def test_user_definitions_materialize_with_every_check_passing(
     clean_sandbox: Sandbox, tmp_path: Path
 ) -> None:
@@ -116,11 +105,11 @@ def test_user_definitions_materialize_with_every_check_passing(
         [my_inventory, my_rooftops, *step], partition_key="south", resources=resources
     )
     assert result.success
-    assert _checks(result, ranked) == dict.fromkeys(RANKING_CHECKS, True)
+    assert checks_passed(result, ranked) == dict.fromkeys(RANKING_CHECKS, True)
     placed = pl.read_parquet(tmp_path / "acme/marketmatch/placement/partition=south")
     assert placed.height == 6 * 5
     mm.schemas.RankedMatch.validate(placed)
-    metadata = _metadata(result, ranked)
+    metadata = materialization_metadata(result, ranked)
     assert metadata["stats/mode"] == "online"
     assert metadata["summary"].startswith("**6 vehicles ranked**: 30 pairs, 0 failed.")
     assert "of the 5 dealers ranked" in metadata["summary"]
@@ -161,8 +150,8 @@ def test_a_re_executed_partition_spends_no_request_on_what_it_already_ranked(
         without_cache = materialize(assets, partition_key="south", resources=uncached)
         assert served() == 2 * spent
     assert all(run.success for run in (first, again, without_cache))
-    assert spent == _metadata(first, AssetKey("placement"))["stats/requests"] > 0
-    repeat = _metadata(again, AssetKey("placement"))
+    assert spent == materialization_metadata(first, "placement")["stats/requests"] > 0
+    repeat = materialization_metadata(again, "placement")
     assert (repeat["stats/requests"], repeat["stats/cached_answers"]) == (0, spent)
     assert pl.read_parquet(stored).equals(ranked)
 
@@ -197,7 +186,7 @@ def test_default_pickling_io_manager_and_a_custom_resource_key(
         },
     )
     assert result.success
-    assert _checks(result, AssetKey("sourcing")) == dict.fromkeys(RANKING_CHECKS, True)
+    assert checks_passed(result, AssetKey("sourcing")) == dict.fromkeys(RANKING_CHECKS, True)
     ranked = result.output_for_node("sourcing", "ranked")
     failed = result.output_for_node("sourcing", "failures")
     assert isinstance(ranked, pl.DataFrame)
@@ -219,7 +208,7 @@ def test_lazyframe_upstream_assets(clean_sandbox: Sandbox, tmp_path: Path) -> No
     )
     assert result.success
     assert isinstance(result.output_for_node("lazy_inventory"), pl.LazyFrame)
-    assert _checks(result, AssetKey("placement")) == dict.fromkeys(RANKING_CHECKS, True)
+    assert checks_passed(result, AssetKey("placement")) == dict.fromkeys(RANKING_CHECKS, True)
     assert result.output_for_node("placement", "ranked").height == 3 * 4
 
 
@@ -310,7 +299,7 @@ def test_the_yaml_component_builds_the_same_step(clean_sandbox: Sandbox, tmp_pat
     )
     assert result.success
     ranked = AssetKey(["acme", "placement"])
-    assert _checks(result, ranked) == dict.fromkeys(RANKING_CHECKS, True)
+    assert checks_passed(result, ranked) == dict.fromkeys(RANKING_CHECKS, True)
     assert (tmp_path / "acme/placement/date=2026-06-01/data.parquet").is_file()
 
 

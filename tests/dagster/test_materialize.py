@@ -10,10 +10,8 @@ from typing import Any
 import polars as pl
 import pytest
 from dagster import (
-    AssetKey,
     DagsterInstance,
     EnvVar,
-    ExecuteInProcessResult,
     instance_for_test,
     materialize,
 )
@@ -29,19 +27,14 @@ from mm_pipeline.dagster import (
     SourceData,
 )
 from mm_pipeline.sandbox import Sandbox
+from tests._support.dagster_runs import (
+    ASSETS,
+    CHECKS,
+    check_evaluations,
+    checks_passed,
+    materialization_metadata,
+)
 from tests.dagster.conftest import PARTITION, ROWS, SAMPLE_DATA, DailyRun, api_env_vars
-from tests.dagster.test_definitions import ASSETS, CHECKS
-
-
-def _metadata_of(result: ExecuteInProcessResult, asset: str) -> dict[str, Any]:
-    (event,) = [
-        e for e in result.get_asset_materialization_events() if e.asset_key == AssetKey(asset)
-    ]
-    return {key: value.value for key, value in event.materialization.metadata.items()}
-
-
-def _metadata(run: DailyRun, asset: str) -> dict[str, Any]:
-    return _metadata_of(run.result, asset)
 
 
 def test_every_asset_materializes_and_every_check_passes(daily_run: DailyRun) -> None:
@@ -76,8 +69,8 @@ def test_outputs_are_parquet_an_analyst_can_scan(daily_run: DailyRun) -> None:
 
 def test_materialization_metadata(daily_run: DailyRun) -> None:
     """Row counts, failures by code, request stats, elapsed time and previews are recorded."""
-    placement_md = _metadata(daily_run, "placement")
-    failures_md = _metadata(daily_run, "placement_failures")
+    placement_md = materialization_metadata(daily_run.result, "placement")
+    failures_md = materialization_metadata(daily_run.result, "placement_failures")
     ranked = pl.read_parquet(daily_run.data_dir / "placement" / f"date={PARTITION}")
     assert placement_md["dagster/row_count"] == ranked.height
     assert placement_md["dagster/row_count"] + failures_md["dagster/row_count"] == ROWS * ROWS
@@ -88,8 +81,9 @@ def test_materialization_metadata(daily_run: DailyRun) -> None:
     assert placement_md["stats/elapsed"] > 0
     assert placement_md["stats/batch_job_ids"] == []  # this size goes online
     assert str(placement_md["preview"]).startswith("| vin ")
-    assert _metadata(daily_run, "vehicles")["dagster/row_count"] == ROWS
-    assert str(_metadata(daily_run, "vehicles")["source"]).endswith("vehicles.csv")
+    vehicles_md = materialization_metadata(daily_run.result, "vehicles")
+    assert vehicles_md["dagster/row_count"] == ROWS
+    assert str(vehicles_md["source"]).endswith("vehicles.csv")
 
 
 def test_the_key_appears_nowhere(daily_run: DailyRun, sandbox: Sandbox) -> None:
@@ -128,11 +122,7 @@ def test_failure_rate_check_fails_on_bad_input(api_env: Sandbox, tmp_path: Path)
         },
     )
     assert result.success  # checks report; they do not stop the run
-    outcome = {
-        e.check_name: e
-        for e in result.get_asset_check_evaluations()
-        if e.asset_key == AssetKey("placement")
-    }
+    outcome = check_evaluations(result, "placement")
     assert not outcome["failure_rate"].passed
     assert outcome["failure_rate"].metadata["failure_rate"].value == pytest.approx(6 / 18)
     assert not outcome["inputs_valid"].passed
@@ -216,23 +206,10 @@ def test_a_rerun_of_the_day_adopts_its_batch_job(api_env: Sandbox, tmp_path: Pat
         result = materialize(
             [vehicles, candidate_dealers, placement], partition_key=PARTITION, resources=resources
         )
-        (event,) = [
-            e
-            for e in result.get_asset_materialization_events()
-            if e.materialization.asset_key == AssetKey("placement")
-        ]
-        jobs.append(event.materialization.metadata["stats/batch_job_ids"].value)
+        jobs.append(materialization_metadata(result, "placement")["stats/batch_job_ids"])
     assert isinstance(jobs[0], list)
     assert len(jobs[0]) == 1
     assert jobs[1] == jobs[0]
-
-
-def _checks(result: Any, asset: str) -> dict[str, bool]:
-    return {
-        e.check_name: e.passed
-        for e in result.get_asset_check_evaluations()
-        if e.asset_key == AssetKey(asset)
-    }
 
 
 def test_placement_through_batch_merges_the_id_only_dealers(
@@ -250,8 +227,8 @@ def test_placement_through_batch_merges_the_id_only_dealers(
         [vehicles, candidate_dealers, placement], partition_key=PARTITION, resources=resources
     )
     assert result.success
-    assert _checks(result, "placement") == dict.fromkeys(RANKING_CHECKS, True)
-    stats = _metadata_of(result, "placement")
+    assert checks_passed(result, "placement") == dict.fromkeys(RANKING_CHECKS, True)
+    stats = materialization_metadata(result, "placement")
     assert stats["stats/mode"] == "online+batch"
     assert len(stats["stats/batch_job_ids"]) == 1
     assert stats["stats/merge_requests"] == ROWS
@@ -303,10 +280,10 @@ def test_the_whole_sample_data_passes_every_check(
     assert ok, table
     assert table.filter(pl.col("asset") == "placement")["rows"].item() == 1_200 * 320
     assert best.height == 1_200
-    stats = _metadata_of(result, "placement")
+    stats = materialization_metadata(result, "placement")
     assert len(stats["stats/batch_job_ids"]) == 1
     assert stats["stats/merge_requests"] == 1_200
     assert stats["stats/requests"] < 1_200 + 20
-    plan = _metadata_of(result, "placement_plan")
+    plan = materialization_metadata(result, "placement_plan")
     assert plan["vehicles_placed"] >= 0.85 * 1_200
     assert plan["largest_dealer_share_plan"] < plan["largest_dealer_share_rank1"] / 2

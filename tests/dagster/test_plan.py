@@ -9,10 +9,8 @@ from typing import Any
 import polars as pl
 import pytest
 from dagster import (
-    AssetCheckEvaluation,
     AssetKey,
     AssetsDefinition,
-    ExecuteInProcessResult,
     FilesystemIOManager,
     StaticPartitionsDefinition,
     asset,
@@ -31,8 +29,8 @@ from mm_pipeline.dagster import (
     rank_dealers_assets,
 )
 from mm_pipeline.sandbox import Sandbox
+from tests._support.dagster_runs import check_evaluations, materialization_metadata
 from tests.dagster.conftest import SAMPLE_DATA
-from tests.dagster.test_factory import _metadata
 
 REGIONS = StaticPartitionsDefinition(["north", "south"])
 PREFIX = ["acme"]
@@ -67,10 +65,6 @@ def _resources(sb: Sandbox, io_manager: Any) -> dict[str, Any]:
     }
 
 
-def _evaluations(result: ExecuteInProcessResult, key: AssetKey) -> dict[str, AssetCheckEvaluation]:
-    return {e.check_name: e for e in result.get_asset_check_evaluations() if e.asset_key == key}
-
-
 def test_the_plan_materializes_with_every_check_passing(
     clean_sandbox: Sandbox, tmp_path: Path
 ) -> None:
@@ -93,9 +87,9 @@ def test_the_plan_materializes_with_every_check_passing(
     resources = _resources(clean_sandbox, PolarsParquetIOManager(base_dir=str(tmp_path)))
     result = materialize([lots, rooftops, *step], partition_key="north", resources=resources)
     assert result.success
-    ranking = _evaluations(result, AssetKey([*PREFIX, "placement"]))
+    ranking = check_evaluations(result, AssetKey([*PREFIX, "placement"]))
     assert {name: e.passed for name, e in ranking.items()} == dict.fromkeys(RANKING_CHECKS, True)
-    checks = _evaluations(result, PLAN)
+    checks = check_evaluations(result, PLAN)
     assert {name: e.passed for name, e in checks.items()} == dict.fromkeys(PLAN_CHECKS, True)
 
     plan = pl.read_parquet(tmp_path / "acme/placement_plan/partition=north")
@@ -107,7 +101,7 @@ def test_the_plan_materializes_with_every_check_passing(
     assert plan["rank_exact"].all()
     mm.schemas.RankedMatch.validate(plan.drop("placement_cost"))
 
-    metadata = _metadata(result, PLAN)
+    metadata = materialization_metadata(result, PLAN)
     assert metadata["vehicles_placed"] == 8
     assert metadata["objective"] == plan["vin_rank"].sum()
     assert metadata["greedy_placed"] <= 8
@@ -142,7 +136,7 @@ def test_a_share_that_cannot_be_met_fails_its_check_with_a_clear_description(
     resources = _resources(clean_sandbox, PolarsParquetIOManager(base_dir=str(tmp_path)))
     result = materialize([lots, full_rooftops, *step], partition_key="south", resources=resources)
     assert result.success  # checks report; they do not fail the run
-    checks = _evaluations(result, PLAN)
+    checks = check_evaluations(result, PLAN)
     assert {name for name, e in checks.items() if not e.passed} == {"placed_share"}
     failed = checks["placed_share"]
     assert failed.description == (
@@ -152,7 +146,7 @@ def test_a_share_that_cannot_be_met_fails_its_check_with_a_clear_description(
     assert failed.metadata["placed_share"].value == 0.125
     unassigned = pl.read_parquet(tmp_path / "acme/placement_plan_unassigned/partition=south")
     assert unassigned["reason"].to_list() == ["capacity"] * 7
-    assert _metadata(result, UNASSIGNED)["by_reason"] == {"capacity": 7}
+    assert materialization_metadata(result, UNASSIGNED)["by_reason"] == {"capacity": 7}
 
     unreachable = MarketMatchResource(api_key="unused", base_url="http://127.0.0.1:9")
     again = materialize(
@@ -163,7 +157,7 @@ def test_a_share_that_cannot_be_met_fails_its_check_with_a_clear_description(
         run_config={"ops": {"acme__placement_plan": {"config": {"min_placed_share": 0.1}}}},
     )
     assert again.success
-    assert _evaluations(again, PLAN)["placed_share"].passed
+    assert check_evaluations(again, PLAN)["placed_share"].passed
 
 
 def test_an_int_capacity_with_dagsters_default_io_manager(
@@ -189,7 +183,7 @@ def test_an_int_capacity_with_dagsters_default_io_manager(
     )
     assert result.success
     routes = AssetKey("placement_routes")
-    checks = _evaluations(result, routes)
+    checks = check_evaluations(result, routes)
     assert {name: e.passed for name, e in checks.items()} == dict.fromkeys(PLAN_CHECKS, True)
     plan = result.output_for_node("placement_routes", "plan")
     assert isinstance(plan, pl.DataFrame)

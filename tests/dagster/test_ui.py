@@ -15,8 +15,8 @@ import httpx
 import psutil
 import pytest
 
+from tests._support.dagster_runs import ASSETS, CHECKS
 from tests.dagster.conftest import REPO
-from tests.dagster.test_definitions import ASSETS, CHECKS
 
 _QUERY = """
 { assetNodes { assetKey { path } assetChecksOrError { ... on AssetChecks { checks { name } } } } }
