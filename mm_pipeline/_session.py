@@ -37,7 +37,6 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -61,6 +60,7 @@ from mm_pipeline._redact import (
     install_log_redaction,
     redact_url,
 )
+from mm_pipeline._request_stats import RequestStats
 from mm_pipeline._retry import (
     WAIT_INITIAL,
     WAIT_JITTER,
@@ -87,33 +87,6 @@ _log = get_logger("mm_pipeline.client")
 _httpx_log = logging.getLogger("httpx")
 install_log_redaction()
 install_retry_hooks()
-
-
-@dataclass(kw_only=True)
-class RequestStats:
-    """Counters of one session's HTTP traffic.
-
-    Examples
-    --------
-    >>> stats = RequestStats()
-    >>> stats.requests, stats.retries, stats.errors_by_status
-    (0, 0, {})
-    """
-
-    #: HTTP attempts sent, retries included.
-    requests: int = 0
-    #: Attempts that were retries of an earlier attempt.
-    retries: int = 0
-    #: 429 responses received (quota ones included).
-    rate_limited: int = 0
-    #: Non-2xx responses by status.
-    errors_by_status: dict[int, int] = field(default_factory=dict)
-    #: Attempts that ended without a usable response (timeouts, dropped connections, ...).
-    transport_errors: int = 0
-    #: Seconds since the session opened (updated after each attempt and on close).
-    elapsed: float = 0.0
-    #: JSON POSTs answered from the answer cache (no request sent).
-    cached_answers: int = 0
 
 
 class SessionSource(Protocol):

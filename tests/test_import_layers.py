@@ -19,11 +19,13 @@ TESTS = Path(__file__).parent
 OVER_500 = {"_rank.py"}
 #: Modules beneath both routes: they import no route, router or client module.
 TRANSPORT = (
+    "_answer_cache",
     "_connect",
     "_exceptions",
     "_http_errors",
     "_ratelimit",
     "_redact",
+    "_request_stats",
     "_retry",
     "_session",
     "_settings",
