@@ -8,6 +8,8 @@
 - ``_results.py``  the batch result format: parse result files into a typed frame, streaming
 - ``_client.py``   :class:`BatchClient` (``client.batch``), sync and async
 - ``_route.py``    rank a frame through batch jobs (split, run, map back)
+- ``_parquet.py``  Parquet working files: result parts, appended outputs, VIN buckets
+- ``_large.py``    ``rank_dealers(output=...)``: LazyFrame in, VIN buckets on disk, Parquet out
 
 The public names are re-exported by :mod:`mm_pipeline`.
 """
