@@ -12,8 +12,9 @@ process (peak RSS of the worker while the step runs, imports included):
   blocks straight to Parquet; bound: ``pyarrow.csv.open_csv`` over the gzip stream with the
   column types, each batch written by a ``ParquetWriter``.
 
-Each write and parse step runs twice, ours and pyarrow's alternately, and the faster run of
-each counts (on a shared machine a single run measures the neighbours too).
+Each write and parse step runs pinned to one core (``POLARS_MAX_THREADS=1`` alone would leave
+pyarrow its own thread pool), twice, ours and pyarrow's alternately, and the faster run of each
+counts (on a shared machine a single run measures the neighbours too).
 
 Targets: peak RSS at the largest size ≤ 1.3x the smallest's and ≤ 1 GiB; time per pair at the
 largest ≤ 1.25x the smallest's; write and parse each ≤ 1.3x pyarrow's time in the same run.
@@ -30,7 +31,7 @@ import httpx
 import polars as pl
 
 from benchmarks._data import BATCH_DEALERS, pairs
-from benchmarks._measure import measured, run_worker
+from benchmarks._measure import measured, pin_to_one_core, run_worker
 from benchmarks._report import Row
 from benchmarks._sandbox import SandboxProcess, sandbox_process
 
@@ -152,6 +153,8 @@ def _parse_pyarrow(results: list[Path], out: Path) -> dict[str, Any]:
 def task_large(args: dict[str, Any]) -> dict[str, Any]:
     """Worker: one step of scenario 8 (``route``, ``write_*`` or ``parse_*``)."""
     step, out = args["step"], Path(args["out"])
+    if step != "route":
+        pin_to_one_core()  # ours and pyarrow's on the same single core (pyarrow threads itself)
     if step == "route":
         done = _route(args)
     elif step == "write_ours":
