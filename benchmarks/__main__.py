@@ -9,6 +9,7 @@ pyinstrument profile of ours beside them (``latest-profile.txt``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 import time
@@ -16,12 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks import assign, batch, cost, fanout, overhead, throughput
+from benchmarks import assign, batch, cost, fanout, large, overhead, throughput
 from benchmarks._report import Report, Row
 from benchmarks._signals import exit_on_signals
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SCENARIOS = (1, 2, 3, 4, 5, 6, 7)
+SCENARIOS = (1, 2, 3, 4, 5, 6, 7, 8)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,6 +38,8 @@ class Sizes:
     """Vehicles of scenario 6 (each with its exact top-10 of 1,000 dealers)."""
     cost_sizes: dict[str, tuple[int, ...]]
     """Group sizes per endpoint of scenario 7."""
+    large_pairs: tuple[int, ...]
+    """Pairs of scenario 8 (frames bigger than memory), smallest first."""
 
 
 FULL = Sizes(
@@ -46,6 +49,7 @@ FULL = Sizes(
     throughput_seconds=5.0,
     assign_vehicles=(10_000, 100_000),
     cost_sizes=cost.FULL_SIZES,
+    large_pairs=(1_000_000, 3_000_000, 10_000_000),
 )
 QUICK = Sizes(
     fanout_requests=24,
@@ -54,6 +58,7 @@ QUICK = Sizes(
     throughput_seconds=1.0,
     assign_vehicles=(1_000,),
     cost_sizes=cost.QUICK_SIZES,
+    large_pairs=(1_000_000, 2_000_000),
 )
 
 
@@ -94,6 +99,11 @@ def _run(sizes: Sizes, only: set[int], work: Path, out: Path, stem: str, report:
             lambda: assign.run(list(sizes.assign_vehicles), progress=_say),
         ),
         ({7}, "7 request cost", lambda: cost.run(sizes.cost_sizes, progress=_say)),
+        (
+            {8},
+            "8 frames bigger than memory",
+            lambda: large.run(list(sizes.large_pairs), work / "large", progress=_say),
+        ),
     ]
     for numbers, label, step in steps:
         if not numbers & only:
@@ -113,14 +123,23 @@ def main(argv: list[str] | None = None) -> int:
         "--only", type=int, nargs="+", choices=SCENARIOS, default=SCENARIOS, help="scenarios"
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the results")
+    parser.add_argument(
+        "--large-pairs",
+        type=int,
+        nargs="+",
+        help="sizes of scenario 8 (default 1M 3M 10M; --quick: 1M 2M), smallest first",
+    )
     args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    if args.large_pairs:
+        sizes = dataclasses.replace(sizes, large_pairs=tuple(sorted(args.large_pairs)))
     report = Report(mode="quick" if args.quick else "full")
     started = time.perf_counter()
     stem = "latest-quick" if args.quick else "latest"
     args.out.mkdir(parents=True, exist_ok=True)
     # SIGTERM unwinds like Ctrl-C: child processes (sandbox servers, workers) are stopped.
     with exit_on_signals(), tempfile.TemporaryDirectory(prefix="mm-bench-") as tmp:
-        _run(QUICK if args.quick else FULL, set(args.only), Path(tmp), args.out, stem, report)
+        _run(sizes, set(args.only), Path(tmp), args.out, stem, report)
     report.seconds = time.perf_counter() - started
     if args.quick:
         report.notes.insert(

@@ -11,13 +11,14 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks import _profile, assign, batch, overhead
+from benchmarks import _profile, assign, batch, large, overhead
 
 TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "overhead": overhead.task_overhead,
     "batch_client": batch.task_client,
     "profile": _profile.task_profile,
     "assign": assign.task_assign,
+    "large": large.task_large,
 }
 
 

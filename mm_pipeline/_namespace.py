@@ -17,7 +17,7 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 import polars as pl
 
@@ -25,6 +25,7 @@ from mm_pipeline._assign import assign
 from mm_pipeline._assign_result import AssignResult
 from mm_pipeline._plan import plan
 from mm_pipeline._rank import rank_dealers, rank_vins
+from mm_pipeline._result import RankResult
 
 __all__ = ["MarketMatchNamespace"]
 
@@ -55,7 +56,8 @@ class MarketMatchNamespace:
         self._frame = frame
 
     rank_dealers = _on_frame(
-        rank_dealers,
+        # overloaded on output= (in-memory or lazy frames), which a ParamSpec cannot carry
+        cast("Callable[Concatenate[Frame, ...], RankResult[Any]]", rank_dealers),
         "Rank the dealers of every vehicle: :func:`mm_pipeline.rank_dealers` on this frame.",
     )
     rank_vins = _on_frame(

@@ -17,6 +17,7 @@ vehicles whose dealers all have a zip keep the batch ranks, exact throughout.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import time
@@ -28,6 +29,8 @@ from typing import Any, Literal, ParamSpec, TypeVar, overload
 import polars as pl
 
 from mm_pipeline._answer_cache import parse_ttl
+from mm_pipeline._batch._large import LargeOutcome, rank_to_parquet
+from mm_pipeline._batch._parquet import parquet_rows
 from mm_pipeline._batch._route import (
     DEFAULT_POLL_TIMEOUT,
     BatchOptions,
@@ -48,6 +51,7 @@ from mm_pipeline._normalize import OnInvalid, Prepared, prepare
 from mm_pipeline._online._record import OnlineOutcome
 from mm_pipeline._online._run import OnlineOptions, OnRequestFailed, rank_online
 from mm_pipeline._plan import (
+    BATCH_THRESHOLD_REQUESTS,
     GROUP_KEYS,
     Endpoint,
     Mode,
@@ -98,6 +102,7 @@ class RankOptions:
     cache_ttl: timedelta | float | None = None
     on_job_failed: Literal["raise", "fail"] = "raise"
     max_requests: int | None = None
+    output: str | Path | None = None
 
 
 def _sync_twin(
@@ -173,15 +178,9 @@ def _online_requests(
     )
 
 
-async def _run_batch(
-    pairs: pl.DataFrame,
-    *,
-    session: Session,
-    progress: bool | None,
-    options: RankOptions,
-) -> BatchOutcome:
+def _batch_options(options: RankOptions) -> BatchOptions:
     cache_dir = options.cache_dir
-    batch_options = BatchOptions(
+    return BatchOptions(
         client_reference=options.client_reference,
         webhook_url=options.webhook_url,
         webhook_secret=options.webhook_secret,
@@ -189,7 +188,114 @@ async def _run_batch(
         cache_dir=Path(cache_dir) if cache_dir is not None else None,
         on_job_failed=options.on_job_failed,
     )
-    return await rank_pairs_batch(pairs, session=session, options=batch_options, progress=progress)
+
+
+async def _run_batch(
+    pairs: pl.DataFrame,
+    *,
+    session: Session,
+    progress: bool | None,
+    options: RankOptions,
+) -> BatchOutcome:
+    return await rank_pairs_batch(
+        pairs, session=session, options=_batch_options(options), progress=progress
+    )
+
+
+async def _arank_to_parquet(
+    pairs: Frame, *, options: RankOptions, output: Path
+) -> RankResult[pl.LazyFrame]:
+    """``rank_dealers(..., output=...)``: the batch route over VIN buckets, Parquet out.
+
+    ``mode="auto"`` takes it when the online route would need more than
+    :data:`BATCH_THRESHOLD_REQUESTS` requests, estimated as one per ``chunk_size`` rows (no
+    plan is made: that would collect the input); otherwise the in-memory route runs and its
+    frames are written to the same files.
+    """
+    started = time.monotonic()
+    mode = options.mode
+    if mode not in ("online", "batch", "auto"):
+        raise ValueError(f"mode must be 'online', 'batch' or 'auto', got {mode!r}")
+    chunk_size, exact_top_k = resolve_sizes(
+        "dealers", chunk_size=options.chunk_size, exact_top_k=options.exact_top_k
+    )
+    max_requests = _checked_budget(options.max_requests)
+    rows: int | None = None
+    if mode == "auto":
+        counted: int = await asyncio.to_thread(
+            lambda: pairs.lazy().select(pl.len()).collect(engine="streaming").item()
+        )
+        mode = "batch" if -(-counted // chunk_size) > BATCH_THRESHOLD_REQUESTS else "online"
+        rows = counted
+    if mode == "online":
+        online = dataclasses.replace(options, mode="online", output=None)
+        in_memory = await _arank(pairs, endpoint="dealers", options=online)
+        await asyncio.to_thread(_write_output, in_memory, output)
+        return _lazy_result(in_memory.stats, output)
+    client = options.client or MarketMatchClient()
+    async with client.session() as session:
+        session.max_requests = max_requests  # no plan here: checked as requests are sent
+        outcome = await rank_to_parquet(
+            pairs,
+            output=output,
+            session=session,
+            options=_batch_options(options),
+            on_invalid=options.on_invalid,
+            progress=options.progress,
+            rows=rows,
+        )
+        http = session.stats
+    stats = _large_stats(
+        outcome,
+        requests=(http.requests, http.retries, http.rate_limited),
+        sizes=(chunk_size, exact_top_k),
+        started=started,
+    )
+    return _lazy_result(stats, output)
+
+
+def _write_output(result: RankResult, output: Path) -> None:
+    output.mkdir(parents=True, exist_ok=True)
+    result.ranked.write_parquet(output / "ranked.parquet")
+    result.failed.write_parquet(output / "failed.parquet")
+
+
+def _lazy_result(stats: RankStats, output: Path) -> RankResult[pl.LazyFrame]:
+    return RankResult(
+        ranked=pl.scan_parquet(output / "ranked.parquet"),
+        failed=pl.scan_parquet(output / "failed.parquet"),
+        stats=stats,
+        output=output,
+    )
+
+
+def _large_stats(
+    outcome: LargeOutcome,
+    *,
+    requests: tuple[int, int, int],
+    sizes: tuple[int, int],
+    started: float,
+) -> RankStats:
+    counts = outcome.counts
+    return RankStats(
+        endpoint="dealers",
+        mode="batch",
+        rows=counts.rows,
+        invalid_rows=counts.invalid_rows,
+        duplicates_removed=counts.duplicates_removed,
+        conflicts=counts.conflicts,
+        pairs=counts.pairs,
+        groups=counts.groups,
+        ranked=parquet_rows(outcome.ranked),
+        failed=parquet_rows(outcome.failed),
+        requests=requests[0],
+        retries=requests[1],
+        rate_limited=requests[2],
+        chunk_size=sizes[0],
+        exact_top_k=sizes[1],
+        elapsed=time.monotonic() - started,
+        batch_job_ids=outcome.job_ids,
+    )
 
 
 def _in_group_order(ranked: pl.DataFrame, endpoint: Endpoint) -> pl.DataFrame:
@@ -200,6 +306,15 @@ def _in_group_order(ranked: pl.DataFrame, endpoint: Endpoint) -> pl.DataFrame:
         .sort("_group", "vin_rank")
         .drop("_group")
     )
+
+
+def _checked_budget(max_requests: int | None) -> int | None:
+    """Return ``max_requests`` if it is ``None`` or a non-negative integer; else raise."""
+    if max_requests is not None and (
+        isinstance(max_requests, bool) or not isinstance(max_requests, int) or max_requests < 0
+    ):
+        raise ValueError(f"max_requests must be a non-negative integer, got {max_requests!r}")
+    return max_requests
 
 
 def _check_budget(plan: Plan, max_requests: int | None) -> None:
@@ -246,11 +361,7 @@ async def _arank(pairs: Frame, *, endpoint: Endpoint, options: RankOptions) -> R
     )
     if on_request_failed not in ("raise", "fail"):
         raise ValueError(f"on_request_failed must be 'raise' or 'fail', got {on_request_failed!r}")
-    max_requests = options.max_requests
-    if max_requests is not None and (
-        isinstance(max_requests, bool) or not isinstance(max_requests, int) or max_requests < 0
-    ):
-        raise ValueError(f"max_requests must be a non-negative integer, got {max_requests!r}")
+    max_requests = _checked_budget(options.max_requests)
     parse_ttl(options.cache_ttl)  # a bad ttl is refused before any work
     prepared = prepare(pairs, endpoint=endpoint, on_invalid=options.on_invalid)
     plan = plan_prepared(
@@ -373,7 +484,22 @@ def _result(
     )
 
 
+@overload
 async def arank_dealers(
+    pairs: Frame, *, output: None = None, **options: Any
+) -> RankResult[pl.DataFrame]: ...
+
+
+@overload
+async def arank_dealers(
+    pairs: Frame, *, output: str | Path, **options: Any
+) -> RankResult[pl.LazyFrame]: ...
+
+
+# The overloads say what ``output`` returns; they take the other options as ``**options``
+# (spelling every parameter once more in each would be three copies), which the
+# implementation's own signature checks when called.
+async def arank_dealers(  # type: ignore[misc]
     pairs: Frame,
     *,
     client: MarketMatchClient | None = None,
@@ -391,7 +517,8 @@ async def arank_dealers(
     cache_ttl: timedelta | float | None = None,
     on_job_failed: Literal["raise", "fail"] = "raise",
     max_requests: int | None = None,
-) -> RankResult:
+    output: str | Path | None = None,
+) -> RankResult[pl.DataFrame] | RankResult[pl.LazyFrame]:
     """Rank the dealers of every vehicle (async :func:`rank_dealers`; same parameters)."""
     options = RankOptions(
         client=client,
@@ -409,11 +536,26 @@ async def arank_dealers(
         cache_ttl=cache_ttl,
         on_job_failed=on_job_failed,
         max_requests=max_requests,
+        output=output,
     )
+    if output is not None:
+        return await _arank_to_parquet(pairs, options=options, output=Path(output))
     return await _arank(pairs, endpoint="dealers", options=options)
 
 
-@_sync_twin(arank_dealers)
+@overload
+def rank_dealers(
+    pairs: Frame, *, output: None = None, **options: Any
+) -> RankResult[pl.DataFrame]: ...
+
+
+@overload
+def rank_dealers(
+    pairs: Frame, *, output: str | Path, **options: Any
+) -> RankResult[pl.LazyFrame]: ...
+
+
+@_sync_twin(arank_dealers)  # type: ignore[misc]  # the overloads above type it, as arank_dealers's
 def rank_dealers() -> None:  # a stub for the docstring: the parameters are arank_dealers'.
     """Rank the dealers of every vehicle (``/dealers/rank``).
 

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import html
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Generic
 
 import polars as pl
+from typing_extensions import TypeVar
 
 __all__ = ["RankResult", "RankStats", "summary_html"]
+
+FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame, default=pl.DataFrame)
+"""``RankResult``'s frames: in memory, or (with ``output=``) lazy scans of Parquet files."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,21 +113,29 @@ def summary_html(title: str, lines: list[tuple[str, str]], preview: pl.DataFrame
     )
 
 
-def _failure_summary(failed: pl.DataFrame) -> str:
-    if failed.is_empty():
-        return "none"
+def _failure_summary(failed: pl.DataFrame | pl.LazyFrame) -> str:
     counts = (
-        failed.group_by("error_code").len().sort(["len", "error_code"], descending=[True, False])
+        failed.lazy()
+        .group_by("error_code")
+        .len()
+        .sort(["len", "error_code"], descending=[True, False])
+        .collect()
     )
+    if counts.is_empty():
+        return "none"
     return ", ".join(f"{code} {count:,}" for code, count in counts.iter_rows())
 
 
 @dataclass(frozen=True, kw_only=True)
-class RankResult:
+class RankResult(Generic[FrameT]):
     """The outcome of a ranking call.
 
     Every distinct valid input pair is in exactly one of ``ranked`` and ``failed``; with
     ``on_invalid="fail"`` so is every invalid input row.
+
+    With ``rank_dealers(..., output=PATH)`` the frames are LazyFrames scanning
+    ``PATH/ranked.parquet`` and ``PATH/failed.parquet`` (``output`` says where; the repr says
+    so): ranked within each VIN bucket as above, buckets one after another.
 
     Attributes
     ----------
@@ -132,16 +146,19 @@ class RankResult:
         Pairs not ranked, schema :class:`mm_pipeline.schemas.FailedMatch`, in input order.
     stats
         :class:`RankStats`.
+    output
+        The directory the frames scan (``None``: they are in memory).
     """
 
-    ranked: pl.DataFrame
-    failed: pl.DataFrame
+    ranked: FrameT
+    failed: FrameT
     stats: RankStats
+    output: Path | None = None
 
     def _lines(self) -> list[tuple[str, str]]:
         s = self.stats
-        exact = self.ranked.get_column("rank_exact").sum() if self.ranked.height else 0
-        return [
+        exact = self.ranked.lazy().select(pl.col("rank_exact").sum()).collect().item()
+        lines = [
             ("ranked", f"{s.ranked:,} pairs in {s.groups:,} groups ({exact:,} ranks exact)"),
             ("failed", f"{s.failed:,} pairs ({_failure_summary(self.failed)})"),
             (
@@ -171,6 +188,11 @@ class RankResult:
             ),
             ("elapsed", f"{s.elapsed:.2f} s"),
         ]
+        if self.output is not None:
+            lines.append(
+                ("output", f"ranked/failed are LazyFrames scanning Parquet under {self.output}")
+            )
+        return lines
 
     def __repr__(self) -> str:
         s = self.stats
@@ -185,4 +207,4 @@ class RankResult:
     def _repr_html_(self) -> str:
         s = self.stats
         title = f"RankResult · {s.endpoint} · {s.mode}"
-        return summary_html(title, self._lines(), self.ranked, "ranked")
+        return summary_html(title, self._lines(), self.ranked.lazy().head(5).collect(), "ranked")

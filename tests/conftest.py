@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import polars as pl
 import pytest
 
 from mm_pipeline._vin import check_digit
@@ -362,3 +363,49 @@ class SubsetRanker:
         """The order one request holding ``items`` would give (failing items left out)."""
         kept = [item for item in items if item not in self.failing]
         return sorted(kept, key=lambda item: (-self.fit[item], item))
+
+
+# -- frames bigger than memory: collects past a bound are refused ---------------------------
+
+BOUND = 40_000
+"""No frame the streaming functions materialise may hold more rows than this."""
+
+
+@pytest.fixture
+def bounded_collect(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every ``LazyFrame.collect`` of the test that returns more than ``BOUND`` rows raises."""
+    return refuse_large_collects(monkeypatch)
+
+
+def refuse_large_collects(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Make every ``LazyFrame.collect`` that returns more than ``BOUND`` rows raise.
+
+    Polars 2 collects through its streaming engine, so a guard at the source alone cannot see
+    a collect: this one checks what each collect returns (the heights are recorded).
+    """
+    heights: list[int] = []
+    collect = pl.LazyFrame.collect
+
+    def guarded(self: pl.LazyFrame, *args: object, **kwargs: object) -> pl.DataFrame:
+        frame = collect(self, *args, **kwargs)  # type: ignore[call-overload]
+        assert isinstance(frame, pl.DataFrame)
+        heights.append(frame.height)
+        if frame.height > BOUND:
+            raise AssertionError(f"a LazyFrame of {frame.height} rows was collected")
+        return frame
+
+    monkeypatch.setattr(pl.LazyFrame, "collect", guarded)
+    return heights
+
+
+def scan_in_small_batches(frame: pl.DataFrame, directory: Path) -> pl.LazyFrame:
+    """A Parquet scan of ``frame`` whose every batch is checked to hold at most ``BOUND`` rows."""
+    path = directory / "pairs.parquet"
+    frame.write_parquet(path, row_group_size=10_000)
+
+    def at_most_bound(batch: pl.DataFrame) -> pl.DataFrame:
+        if batch.height > BOUND:
+            raise AssertionError(f"a batch of {batch.height} rows reached the writer")
+        return batch
+
+    return pl.scan_parquet(path).map_batches(at_most_bound, schema=frame.schema, streamable=True)

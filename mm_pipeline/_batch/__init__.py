@@ -9,6 +9,8 @@
 - ``_client.py``   :class:`BatchClient` (``client.batch``), sync and async
 - ``_route.py``    rank a frame through batch jobs (split, run, map back)
 - ``_plan.py``     the batch route's cost (jobs, uploads, polls, downloads) for ``mm.plan``
+- ``_parquet.py``  Parquet working files: result parts, appended outputs, VIN buckets
+- ``_large.py``    ``rank_dealers(output=...)``: LazyFrame in, VIN buckets on disk, Parquet out
 
 The public names are re-exported by :mod:`mm_pipeline`.
 """

@@ -15,6 +15,11 @@ VIN's rows are never divided, since the API ranks the dealers of each VIN across
 size per row is estimated from a first slice, VINs are assigned to files in order of first
 appearance, and every file is checked against the cap after writing (with a smaller target and
 a rewrite when one is over).
+
+A frame or a lazy frame over files larger than memory is written the same way and never
+collected: one streaming pass over ``vin`` counts each VIN's rows (memory: one row per VIN),
+a second streams the rows in batches into every file at once (each batch is cut by file and
+each piece compressed into its file), so memory holds one batch whatever the size.
 """
 
 from __future__ import annotations
@@ -113,53 +118,105 @@ class _GzipHashSink:
         self._file.close()
 
 
-def _write_one(frame: pl.DataFrame, path: Path, *, vins: pl.Series | None) -> BatchFile:
-    sink = _GzipHashSink(path)
-    target = cast("IO[bytes]", sink)  # polars needs only write()
-    try:
-        if frame.height == 0:
-            frame.write_csv(target)
-        for offset in range(0, frame.height, _SLICE_ROWS):
-            frame.slice(offset, _SLICE_ROWS).write_csv(target, include_header=offset == 0)
-        digest = sink.finish()
-    except BaseException:
-        sink.abort()
-        path.unlink(missing_ok=True)
-        raise
-    return BatchFile(path=path, sha256=digest, size=sink.size, rows=frame.height, vins=vins)
-
-
-def _compressed_bytes_per_row(frame: pl.DataFrame) -> float:
-    sample = frame.head(_SAMPLE_ROWS)
+def _compressed_bytes_per_row(sample: pl.DataFrame) -> float:
     text = sample.write_csv(include_header=False).encode()
     packed = zlib.compress(text, _GZIP_LEVEL)
     return max(len(packed), 1) / max(sample.height, 1)
 
 
-def _batch_frame(pairs: pl.DataFrame) -> pl.DataFrame:
-    missing = [c for c in BATCH_COLUMNS if c not in pairs.columns]
+def _batch_lazy(pairs: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
+    """Return the published columns, typed, as a lazy query (nothing is read yet)."""
+    lazy = pairs.lazy()
+    names = lazy.collect_schema().names()
+    missing = [c for c in BATCH_COLUMNS if c not in names]
     if missing:
         raise ValueError(
             f"a batch file needs the columns {', '.join(BATCH_COLUMNS)}; missing: "
             f"{', '.join(missing)}"
         )
-    frame = pairs.select(
+    return lazy.select(
         pl.col("vin").cast(pl.String),
         pl.col("price").cast(pl.Int64),
         pl.col("miles").cast(pl.Int64),
         pl.col("source").cast(pl.String),
         pl.col("zip").cast(pl.String),
     )
-    null_counts = frame.null_count().row(0, named=True)
-    nulls = {name: count for name, count in null_counts.items() if count}
-    if nulls:
-        described = ", ".join(f"{name} ({count} rows)" for name, count in nulls.items())
-        raise ValueError(f"a batch file cannot hold empty values; nulls in {described}")
-    return frame
+
+
+def _vin_counts(lazy: pl.LazyFrame) -> pl.DataFrame:
+    """Rows per VIN, VINs in order of first appearance (one streaming pass over ``vin``)."""
+    return (
+        lazy.select("vin")
+        .with_row_index("_first")
+        .group_by("vin")
+        .agg(pl.col("_first").min(), pl.len())
+        .sort("_first")
+        .select("vin", "len")
+        .collect(engine="streaming")
+    )
+
+
+def _stream_parts(
+    lazy: pl.LazyFrame, paths: list[Path], assignment: pl.DataFrame | None
+) -> list[BatchFile]:
+    """Write the rows of ``lazy`` into one file per path in one streaming pass.
+
+    ``assignment`` maps each ``vin`` to its file's index (``part``); ``None``: one file. Rows
+    keep their order within a file; nulls are counted as the batches pass and refused at the
+    end (the files are then removed).
+    """
+    sinks = [_GzipHashSink(path) for path in paths]
+    rows = [0] * len(paths)
+    nulls = dict.fromkeys(BATCH_COLUMNS, 0)
+    try:
+        for batch in lazy.collect_batches(chunk_size=_SLICE_ROWS, engine="streaming"):
+            for name, count in batch.null_count().row(0, named=True).items():
+                nulls[name] += count
+            if assignment is None:
+                pieces = {0: batch}
+            else:
+                parts = batch.select("vin").join(
+                    assignment, on="vin", how="left", maintain_order="left"
+                )["part"]
+                pieces = {
+                    int(key[0]): piece
+                    for key, piece in batch.with_columns(parts)
+                    .partition_by("part", maintain_order=True, include_key=False, as_dict=True)
+                    .items()
+                }
+            for index, piece in pieces.items():
+                target = cast("IO[bytes]", sinks[index])  # polars needs only write()
+                piece.write_csv(target, include_header=rows[index] == 0)
+                rows[index] += piece.height
+        empty = lazy.clear().collect()
+        for index, sink in enumerate(sinks):
+            if rows[index] == 0:
+                empty.write_csv(cast("IO[bytes]", sink))
+        described = ", ".join(f"{name} ({count} rows)" for name, count in nulls.items() if count)
+        if described:
+            raise ValueError(f"a batch file cannot hold empty values; nulls in {described}")
+        digests = [sink.finish() for sink in sinks]
+    except BaseException:
+        for sink, path in zip(sinks, paths, strict=True):
+            sink.abort()
+            path.unlink(missing_ok=True)
+        raise
+    return [
+        BatchFile(
+            path=path,
+            sha256=digest,
+            size=sink.size,
+            rows=count,
+            vins=None if assignment is None else assignment.filter(pl.col("part") == index)["vin"],
+        )
+        for index, (path, sink, digest, count) in enumerate(
+            zip(paths, sinks, digests, rows, strict=True)
+        )
+    ]
 
 
 def write_batch_files(
-    pairs: pl.DataFrame,
+    pairs: pl.DataFrame | pl.LazyFrame,
     directory: Path,
     *,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
@@ -167,11 +224,15 @@ def write_batch_files(
 ) -> list[BatchFile]:
     """Write pairs as one or more gzip CSV upload files, split by VIN under a size cap.
 
+    A lazy frame is streamed, never collected: one pass over its ``vin`` column counts the
+    rows of each VIN, a second writes every file at once (each batch of rows goes to its
+    VIN's file), so memory holds the per-VIN counts and one batch of rows whatever the size.
+
     Parameters
     ----------
     pairs
-        A frame with at least ``vin``, ``price``, ``miles``, ``source`` and ``zip`` (no nulls);
-        other columns are not written.
+        A frame, or a lazy frame (such as ``pl.scan_parquet``), with at least ``vin``,
+        ``price``, ``miles``, ``source`` and ``zip`` (no nulls); other columns are not written.
     directory
         Where to write ``<stem>-<n>.csv.gz`` (created if missing).
     max_file_bytes
@@ -196,24 +257,27 @@ def write_batch_files(
     >>> pairs = pl.DataFrame({"vin": ["WP1BE2AY5PDA28064"], "price": [20000], "miles": [3000],
     ...                       "source": ["mbofaugusta.com"], "zip": ["30907"]})
     >>> with tempfile.TemporaryDirectory() as tmp:
-    ...     [f.rows for f in write_batch_files(pairs, Path(tmp))]
+    ...     [f.rows for f in write_batch_files(pairs.lazy(), Path(tmp))]
     [1]
     """
     if max_file_bytes <= 0:
         raise ValueError("max_file_bytes must be positive")
-    frame = _batch_frame(pairs)
+    lazy = _batch_lazy(pairs)
     directory.mkdir(parents=True, exist_ok=True)
-    per_row = _compressed_bytes_per_row(frame)
-    if per_row * frame.height <= max_file_bytes * _FILL:
-        single = _write_one(frame, directory / f"{stem}-1.csv.gz", vins=None)
+    per_row = _compressed_bytes_per_row(lazy.head(_SAMPLE_ROWS).collect())
+    counts = _vin_counts(lazy)
+    total = int(counts.get_column("len").sum())
+    if per_row * total <= max_file_bytes * _FILL:
+        (single,) = _stream_parts(lazy, [directory / f"{stem}-1.csv.gz"], None)
         if single.size <= max_file_bytes:
             return [single]
         single.path.unlink()
         per_row = single.size / max(single.rows, 1)
     for _ in range(4):
-        files = _write_split(
-            frame, directory, stem, target_rows=_target_rows(per_row, max_file_bytes)
-        )
+        assignment = _assign(counts, target_rows=_target_rows(per_row, max_file_bytes))
+        parts = assignment.get_column("part").n_unique()
+        paths = [directory / f"{stem}-{index + 1}.csv.gz" for index in range(parts)]
+        files = _stream_parts(lazy, paths, assignment)
         over = [f for f in files if f.size > max_file_bytes]
         if not over:
             return files
@@ -233,7 +297,8 @@ def estimated_file_count(
 ) -> int:
     """Estimate how many files :func:`write_batch_files` writes for ``pairs`` (writing none).
 
-    From the compressed size of a sample of the rows, as the writer itself first estimates.
+    From the compressed size of a sample of the rows and the rows per VIN, as the writer itself
+    first splits (a VIN's rows stay in one file).
 
     Examples
     --------
@@ -244,38 +309,28 @@ def estimated_file_count(
     """
     if not pairs.height:
         return 0
-    per_row = _compressed_bytes_per_row(_batch_frame(pairs))
+    lazy = _batch_lazy(pairs)
+    per_row = _compressed_bytes_per_row(lazy.head(_SAMPLE_ROWS).collect())
     if per_row * pairs.height <= max_file_bytes * _FILL:
         return 1
-    return math.ceil(pairs.height / _target_rows(per_row, max_file_bytes))
+    assignment = _assign(_vin_counts(lazy), target_rows=_target_rows(per_row, max_file_bytes))
+    return assignment.get_column("part").n_unique()
 
 
 def _target_rows(per_row: float, max_file_bytes: int) -> int:
     return max(1, math.floor(max_file_bytes * _FILL / per_row))
 
 
-def _write_split(
-    frame: pl.DataFrame, directory: Path, stem: str, *, target_rows: int
-) -> list[BatchFile]:
+def _assign(counts: pl.DataFrame, *, target_rows: int) -> pl.DataFrame:
     """Assign VINs (in order of first appearance) to files of about ``target_rows`` rows."""
-    counts = frame.group_by("vin", maintain_order=True).len()
     part: list[int] = []
     current, filled = 0, 0
-    for count in counts["len"]:
+    for count in counts.get_column("len"):
         if filled and filled + count > target_rows:
             current, filled = current + 1, 0
         part.append(current)
         filled += count
-    assignment = counts.select("vin", pl.Series("part", part, dtype=pl.UInt32))
-    parts = frame.select("vin").join(assignment, on="vin", how="left", maintain_order="left")[
-        "part"
-    ]
-    files = []
-    for index in range(current + 1):
-        chosen = frame.filter(parts == index)
-        vins = assignment.filter(pl.col("part") == index)["vin"]
-        files.append(_write_one(chosen, directory / f"{stem}-{index + 1}.csv.gz", vins=vins))
-    return files
+    return counts.select("vin", pl.Series("part", part, dtype=pl.UInt32))
 
 
 def sha256_file(path: Path) -> str:

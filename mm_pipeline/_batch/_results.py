@@ -5,7 +5,8 @@ million rows peaks at several times the typed result. :func:`read_result_file` i
 the file in a worker thread (zlib releases the GIL) and regroups the text into blocks of about
 2 MB of whole records (quote-aware, each led by the header line); each block is parsed as text
 and typed at once, so memory holds the typed frame plus about one block. Every rule applies to
-each value alone, so any block size gives the same frame.
+each value alone, so any block size gives the same frame. :func:`result_blocks` yields the
+typed blocks one at a time, for writers that keep none of them (``_parquet``).
 
 Server text (error codes and messages, rooftop ids) is scrubbed of the API key here, where it
 enters.
@@ -28,7 +29,7 @@ from mm_pipeline._batch._files import column_key
 from mm_pipeline._frames import FAILED_SCHEMA
 from mm_pipeline._redact import redact_series
 
-__all__ = ["RESULT_SCHEMA", "error_code_text", "read_result_file"]
+__all__ = ["RESULT_SCHEMA", "error_code_text", "read_result_file", "result_blocks"]
 
 RESULT_SCHEMA: Final = FAILED_SCHEMA
 """The columns of :func:`read_result_file`'s frame (the failed schema; scores set when ranked)."""
@@ -350,9 +351,16 @@ def read_result_file(path: Path, *, block_bytes: int = _PARSE_BLOCK) -> pl.DataF
     >>> frame.select("source", "vin_rank", "error_code", "error_message").rows()
     [('a.com', 1, None, None), ('b.com', None, 'dealer_not_found', 'unknown')]
     """
+    typed = list(result_blocks(path, block_bytes))
+    return pl.concat(typed, rechunk=False)
+
+
+def result_blocks(path: Path, block_bytes: int = _PARSE_BLOCK) -> Generator[pl.DataFrame]:
+    """Yield the typed blocks of a result file, in file order (see :func:`read_result_file`)."""
     if block_bytes <= 0:
         raise ValueError("block_bytes must be positive")
     piece_bytes = min(block_bytes, _PIECE_BYTES)
+    empty = True
     with path.open("rb") as handle:
         gzipped = handle.read(2) == _GZIP_MAGIC
         handle.seek(0)
@@ -362,10 +370,8 @@ def read_result_file(path: Path, *, block_bytes: int = _PARSE_BLOCK) -> pl.DataF
             else iter(functools.partial(handle.read, piece_bytes), b"")
         )
         with contextlib.closing(_read_ahead(_csv_blocks(pieces, block_bytes))) as blocks:
-            typed = [
-                _typed(_result_columns(pl.read_csv(block, infer_schema=False), path))
-                for block in blocks
-            ]
-    if not typed:
+            for block in blocks:
+                empty = False
+                yield _typed(_result_columns(pl.read_csv(block, infer_schema=False), path))
+    if empty:
         raise ValueError(f"{path.name} is not a MarketMatch result file: it is empty")
-    return pl.concat(typed, rechunk=False)

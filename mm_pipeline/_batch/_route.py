@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
@@ -139,6 +140,64 @@ class BatchOutcome:
     counts: BatchCounts = field(default_factory=BatchCounts)
 
 
+def batch_session(session: Session, options: BatchOptions) -> BatchSession:
+    """Return the batch API operations over ``session``, as ``options`` configure them."""
+    return BatchSession(
+        session=session,
+        cache_dir=options.cache_dir,
+        poll_interval=options.poll_interval,
+        max_poll_interval=options.max_poll_interval,
+        active_job_timeout=options.active_job_timeout,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobRun:
+    """One batch file run as a job: its verified result file, or why the job FAILED."""
+
+    batch_file: BatchFile
+    job: BatchJob
+    result: Path | None = None
+    error: BatchJobFailed | None = None
+
+
+async def run_jobs(
+    files: list[BatchFile],
+    *,
+    ops: BatchSession,
+    options: BatchOptions,
+    progress: bool | None,
+    counts: BatchCounts,
+) -> AsyncIterator[JobRun]:
+    """Submit (or adopt), wait for and download each file's job, one after another.
+
+    A FAILED job raises :class:`BatchJobFailed` with ``on_job_failed="raise"``; with
+    ``"fail"`` it is yielded with its error. Counts ``jobs_adopted`` and ``jobs_failed``.
+    """
+    for number, batch_file in enumerate(files, start=1):
+        job = await ops.submit(
+            batch_file.path,
+            sha256=batch_file.sha256,
+            client_reference=options.client_reference,
+            webhook_url=options.webhook_url,
+            webhook_secret=options.webhook_secret,
+        )
+        counts.jobs_adopted += int(job.adopted)
+        log.info(
+            "batch file %d/%d (%d rows) -> job %s", number, len(files), batch_file.rows, job.job_id
+        )
+        try:
+            done = await ops.wait(job.job_id, timeout=options.poll_timeout, progress=progress)
+        except BatchJobFailed as exc:
+            if options.on_job_failed == "raise":
+                raise
+            counts.jobs_failed += 1
+            yield JobRun(batch_file=batch_file, job=job, error=exc)
+            continue
+        path = await ops.download(job.job_id, item_count=done.item_count)
+        yield JobRun(batch_file=batch_file, job=job, result=path)
+
+
 async def rank_pairs_batch(
     pairs: pl.DataFrame,
     *,
@@ -179,13 +238,7 @@ async def rank_pairs_batch(
             f"{no_zip} pairs have no zip; the batch API needs source and zip for every pair "
             "(rank pairs identified by mc_location_id alone online)"
         )
-    ops = BatchSession(
-        session=session,
-        cache_dir=options.cache_dir,
-        poll_interval=options.poll_interval,
-        max_poll_interval=options.max_poll_interval,
-        active_job_timeout=options.active_job_timeout,
-    )
+    ops = batch_session(session, options)
     pairs, conflicts = _split_conflicts(pairs)
     counts = BatchCounts(
         rows_sent=pairs.height,
@@ -200,34 +253,16 @@ async def rank_pairs_batch(
             write_batch_files, pairs, Path(tmp), max_file_bytes=options.max_file_bytes
         )
         counts.files = len(files)
-        for number, batch_file in enumerate(files, start=1):
-            job = await ops.submit(
-                batch_file.path,
-                sha256=batch_file.sha256,
-                client_reference=options.client_reference,
-                webhook_url=options.webhook_url,
-                webhook_secret=options.webhook_secret,
-            )
-            job_ids.append(job.job_id)
-            counts.jobs_adopted += int(job.adopted)
-            log.info(
-                "batch file %d/%d (%d rows) -> job %s",
-                number,
-                len(files),
-                batch_file.rows,
-                job.job_id,
-            )
-            try:
-                done = await ops.wait(job.job_id, timeout=options.poll_timeout, progress=progress)
-            except BatchJobFailed as exc:
-                if options.on_job_failed == "raise":
-                    raise
-                job_failures.append(_job_failed(pairs, batch_file, job, exc))
-                counts.jobs_failed += 1
+        async for run in run_jobs(
+            files, ops=ops, options=options, progress=progress, counts=counts
+        ):
+            job_ids.append(run.job.job_id)
+            if run.error is not None:
+                job_failures.append(_job_failed(pairs, run.batch_file, run.job, run.error))
                 continue
-            path = await ops.download(job.job_id, item_count=done.item_count)
-            result = await asyncio.to_thread(read_result_file, path)
-            results.append(result.with_columns(pl.lit(job.job_id).alias("_job")))
+            assert run.result is not None  # noqa: S101 - a job either failed or has a result
+            result = await asyncio.to_thread(read_result_file, run.result)
+            results.append(result.with_columns(pl.lit(run.job.job_id).alias("_job")))
     counts.jobs = len(job_ids)
     counts.downloads = ops.downloads
     counts.cache_hits = ops.cache_hits

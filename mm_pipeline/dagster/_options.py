@@ -1,8 +1,9 @@
 """Ranking options of a ranking step, checked when the definitions are built.
 
 The option names and types are read from the signatures of ``mm.rank_dealers`` and
-``mm.rank_vins`` (every keyword-only parameter but ``client``, which the resource provides), so
-they follow the library; values are checked against the annotations with pydantic.
+``mm.rank_vins`` (every keyword-only parameter but ``client``, which the resource provides, and
+``output``: a step returns in-memory frames that its IO manager stores), so they follow the
+library; values are checked against the annotations with pydantic.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import mm_pipeline as mm
 
 __all__ = ["ranking_options", "validate_options"]
 
-_PROVIDED = frozenset({"client"})  # the resource's
+_PROVIDED = frozenset({"client", "output"})  # the resource's; the IO manager's
 
 
 @cache

@@ -53,6 +53,9 @@ class SandboxConfig:
         Seconds before each webhook retry, and per attempt.
     job_workers
         Batch jobs processed at the same time.
+    job_bucket_mb
+        Most CSV text a batch job ranks at once: a larger upload is ranked in VIN buckets
+        spilled to Parquet, so a job's memory stays bounded whatever the file's size.
     """
 
     api_keys: Sequence[str] = field(default=(), repr=False)
@@ -74,6 +77,7 @@ class SandboxConfig:
     webhook_retry_delays: Sequence[float] = (1.0, 2.0, 4.0, 8.0, 16.0)
     webhook_timeout: float = 10.0
     job_workers: int = 2
+    job_bucket_mb: float = 64.0
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -87,8 +91,12 @@ class SandboxConfig:
             if getattr(self, name) < 0:
                 msg = f"{name} must not be negative"
                 raise ValueError(msg)
-        if self.max_file_mb <= 0 or (self.max_csv_mb is not None and self.max_csv_mb <= 0):
-            msg = "max_file_mb and max_csv_mb must be positive"
+        if (
+            self.max_file_mb <= 0
+            or (self.max_csv_mb is not None and self.max_csv_mb <= 0)
+            or self.job_bucket_mb <= 0
+        ):
+            msg = "max_file_mb, max_csv_mb and job_bucket_mb must be positive"
             raise ValueError(msg)
         if self.job_workers < 1:
             msg = "job_workers must be at least 1"
@@ -104,6 +112,11 @@ class SandboxConfig:
         """The decompressed-size cap in bytes."""
         mb = self.max_csv_mb if self.max_csv_mb is not None else 20 * self.max_file_mb
         return int(mb * MB)
+
+    @property
+    def job_bucket_bytes(self) -> int:
+        """CSV bytes a batch job ranks at once."""
+        return max(1, int(self.job_bucket_mb * MB))
 
 
 class SandboxOptions(TypedDict, total=False):
@@ -128,3 +141,4 @@ class SandboxOptions(TypedDict, total=False):
     webhook_retry_delays: Sequence[float]
     webhook_timeout: float
     job_workers: int
+    job_bucket_mb: float

@@ -9,7 +9,7 @@ is needed: it is meant for a sandbox on loopback.
 ``GET  /_sandbox/faults``                   targeted faults still pending
 ``POST /_sandbox/faults``                   queue ``{"kind", "count"=1, "path_prefix"="/v2/"}``
 ``POST /_sandbox/settings``                 ``{"hold_jobs"?: bool, "job_seconds"?: number}``
-``GET  /_sandbox/jobs/{id}``                any account's job status
+``GET  /_sandbox/jobs/{id}``                any account's job status and ``sandbox_stats``
 ``POST /_sandbox/jobs/{id}/complete``       release a job and wait (up to 30 s) until it ends
 ``POST /_sandbox/jobs/{id}/fail``           ``{"error_code"?, "error_message"?}``: fail it now
 ``GET  /_sandbox/webhooks``                 every webhook delivery and its attempts

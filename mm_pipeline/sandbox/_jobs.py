@@ -4,8 +4,10 @@ A job is ``PROCESSING`` from submission until it ends ``COMPLETED`` or ``FAILED`
 never changes again (except its download count). Processing runs on a small thread pool:
 
 1. *queued*: no ``item_count`` yet, ``progress_percent`` 0;
-2. *running*: the upload is decompressed (capped, so a gzip bomb fails cleanly), parsed, its
-   ``item_count`` published, its columns checked, then ranked;
+2. *running*: the upload is decompressed to disk (capped, so a gzip bomb fails cleanly), its
+   header read and its rows counted (streaming), its ``item_count`` published, its columns
+   checked, then ranked in bounded memory by :func:`._buckets.rank_csv_file` (whole when
+   small, else in VIN buckets spilled to Parquet);
 3. *finishing*: the job completes once ranking is done **and** ``job_seconds`` have passed since it
    started (so progress is observable), or, with ``hold`` set, only when released by
    :meth:`JobStore.complete` (tests drive transitions by hand). :meth:`JobStore.fail` fails it
@@ -41,6 +43,15 @@ from typing import Any, Literal
 import orjson
 import polars as pl
 
+from mm_pipeline.sandbox._buckets import (
+    DEFAULT_BUCKET_BYTES,
+    ERROR_COLUMN,
+    CsvReadError,
+    RankedFile,
+    rank_csv_file,
+)
+from mm_pipeline.sandbox._memory import peak_rss_bytes, reset_peak, rss_bytes
+
 __all__ = [
     "CURSOR_PATTERN",
     "ERROR_COLUMN",
@@ -57,8 +68,6 @@ log = logging.getLogger("mm_pipeline.sandbox")
 
 MAX_DOWNLOADS = 3
 REQUIRED_COLUMNS = ("vin", "price", "miles", "source", "zip")
-ERROR_COLUMN = "error"
-"""The result column that holds why a row could not be ranked (empty when it was)."""
 _PAGE_DEFAULT = 20
 _PAGE_MAX = 100
 _STATUS_FILTERS = {
@@ -139,6 +148,8 @@ class _Job:
     checksum: str | None = None
     error_code: str | None = None
     error_message: str | None = None
+    stats: dict[str, int | None] = field(default_factory=dict)
+    """How the job ran (control API only): buckets, resident memory at start and peak."""
     # runtime only (not persisted)
     work: float = field(default=0.0, repr=False)
     started: float | None = field(default=None, repr=False)
@@ -176,6 +187,8 @@ class JobStore:
         ``webhook_url`` ends.
     workers
         Jobs processed at the same time (one active job per account anyway).
+    bucket_bytes
+        Most CSV bytes ranked at once; a larger upload is ranked in VIN buckets.
     """
 
     def __init__(
@@ -188,6 +201,7 @@ class JobStore:
         max_csv_bytes: int = 2_000_000_000,
         on_finished: Callable[[WebhookRequest], None] | None = None,
         workers: int = 2,
+        bucket_bytes: int = DEFAULT_BUCKET_BYTES,
     ) -> None:
         self._root = Path(root)
         self._rank = rank
@@ -196,6 +210,7 @@ class JobStore:
         self._max_csv_bytes = max_csv_bytes
         self._on_finished = on_finished
         self._workers = workers
+        self._bucket_bytes = bucket_bytes
         self._cond = threading.Condition(threading.RLock())
         self._jobs: dict[str, _Job] = {}
         self._seq = 0
@@ -315,9 +330,15 @@ class JobStore:
             return self._view(self._owned(account, job_id))
 
     def inspect(self, job_id: str) -> dict[str, Any]:
-        """Return the status object of any account's job (control API)."""
+        """Return the status object of any account's job, with its ``sandbox_stats`` (control API).
+
+        ``sandbox_stats``: ``buckets`` (1: ranked whole), ``rss_start_bytes`` and
+        ``peak_rss_bytes`` (the process's resident memory when the job started and its peak
+        while it ran; ``None`` off Linux), once the job has been ranked.
+        """
         with self._cond:
-            return self._view(self._any(job_id))
+            job = self._any(job_id)
+            return {**self._view(job), "sandbox_stats": dict(job.stats)}
 
     def list(
         self, account: str, *, status: str | None, rows: str | None, cursor: str | None
@@ -426,12 +447,15 @@ class JobStore:
             job.started = time.monotonic()
             job.work = 0.0
         tmp = self._root / "tmp" / f"result-{job.job_id}.csv.gz"
+        csv_path = self._root / "tmp" / f"input-{job.job_id}.csv"
         failure: _JobFailedError | None = None
-        counts = (0, 0)
+        ranked = RankedFile(successful_count=0, failed_count=0, buckets=0)
         checksum = ""
+        start_rss = rss_bytes() if reset_peak() else None
         try:
-            frame = self._load(job)
-            counts, checksum = self._rank_to_file(job, frame, tmp)
+            columns = self._load(job, csv_path)
+            ranked = self._rank_to_file(job, csv_path, columns, tmp)
+            checksum = _sha256(tmp)
         except _CancelledError:
             tmp.unlink(missing_ok=True)
             return
@@ -440,7 +464,14 @@ class JobStore:
         except Exception:
             log.exception("batch job %s failed", job.job_id)
             failure = _JobFailedError("processing_failed", _PROCESSING_FAILED)
+        finally:
+            csv_path.unlink(missing_ok=True)
         with self._cond:
+            job.stats = {
+                "buckets": ranked.buckets,
+                "rss_start_bytes": start_rss,
+                "peak_rss_bytes": peak_rss_bytes() if start_rss is not None else None,
+            }
             if not self._wait_release(job):
                 tmp.unlink(missing_ok=True)
                 return
@@ -450,7 +481,8 @@ class JobStore:
             else:
                 os.replace(tmp, self._result(job))
                 job.status = "COMPLETED"
-                job.successful_count, job.failed_count = counts
+                job.successful_count = ranked.successful_count
+                job.failed_count = ranked.failed_count
                 job.checksum = checksum
                 job.finished_at = _now_iso()
                 job.final_progress = 100
@@ -458,47 +490,50 @@ class JobStore:
                 self._cond.notify_all()
         self._notify(job)
 
-    def _load(self, job: _Job) -> pl.DataFrame:
-        csv_path = self._root / "tmp" / f"input-{job.job_id}.csv"
+    def _load(self, job: _Job, csv_path: Path) -> tuple[str, ...]:
+        """Decompress the upload to *csv_path*, count its rows (streaming), check its columns."""
+        _gunzip_capped(self._upload(job), csv_path, self._max_csv_bytes)
+        self._check_cancelled(job)
+        with csv_path.open("rb") as head:
+            if head.read(4).startswith(_COMPRESSED_MAGIC):
+                msg = "The file is compressed twice; upload a CSV compressed once with gzip"
+                raise _JobFailedError("invalid_file_format", msg)
         try:
-            _gunzip_capped(self._upload(job), csv_path, self._max_csv_bytes)
-            self._check_cancelled(job)
-            with csv_path.open("rb") as head:
-                if head.read(4).startswith(_COMPRESSED_MAGIC):
-                    msg = "The file is compressed twice; upload a CSV compressed once with gzip"
-                    raise _JobFailedError("invalid_file_format", msg)
-            try:
-                frame = pl.read_csv(csv_path, infer_schema=False)
-            except (pl.exceptions.PolarsError, UnicodeDecodeError) as exc:
-                first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                msg = f"The file is not a valid CSV: {first_line}"[:500]
-                raise _JobFailedError("invalid_file_format", msg) from exc
-        finally:
-            csv_path.unlink(missing_ok=True)
+            scan = pl.scan_csv(csv_path, infer_schema=False)
+            columns = tuple(scan.collect_schema().names())
+            rows = scan.select(pl.len()).collect(engine="streaming").item()
+        except (pl.exceptions.PolarsError, UnicodeDecodeError) as exc:
+            raise _JobFailedError("invalid_file_format", _invalid_csv(exc)) from exc
         with self._cond:
-            job.item_count = frame.height
+            job.item_count = rows
             self._persist(job)
-        missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
         if missing:
             msg = f"The file is missing required columns: {', '.join(missing)}"
             raise _JobFailedError("invalid_columns", msg)
-        return frame
+        return columns
 
     def _rank_to_file(
-        self, job: _Job, frame: pl.DataFrame, tmp: Path
-    ) -> tuple[tuple[int, int], str]:
+        self, job: _Job, csv_path: Path, columns: tuple[str, ...], tmp: Path
+    ) -> RankedFile:
         def progress(fraction: float) -> None:
             self._check_cancelled(job)
             job.work = min(1.0, max(job.work, fraction))
 
-        result = self._rank(frame, progress)
+        try:
+            ranked = rank_csv_file(
+                csv_path,
+                tmp,
+                rank=self._rank,
+                progress=progress,
+                columns=columns,
+                bucket_bytes=self._bucket_bytes,
+            )
+        except CsvReadError as exc:
+            raise _JobFailedError("invalid_file_format", _invalid_csv(exc)) from exc
         self._check_cancelled(job)
         job.work = 1.0
-        errors = result.get_column(ERROR_COLUMN).is_not_null()
-        failed = int(errors.sum())
-        successful = result.filter(~errors).get_column("vin").n_unique()
-        result.write_csv(tmp, compression="gzip", compression_level=1, check_extension=False)
-        return (successful, failed), _sha256(tmp)
+        return ranked
 
     def _check_cancelled(self, job: _Job) -> None:
         if job.cancelled or self._stopping:
@@ -623,6 +658,12 @@ class JobStore:
         tmp = path.with_suffix(".json.tmp")
         tmp.write_bytes(orjson.dumps(job.record()))
         os.replace(tmp, path)
+
+
+def _invalid_csv(exc: Exception) -> str:
+    cause = exc.__cause__ if isinstance(exc, CsvReadError) and exc.__cause__ else exc
+    first_line = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+    return f"The file is not a valid CSV: {first_line}"[:500]
 
 
 def _parse_rows(rows: str | None) -> int:

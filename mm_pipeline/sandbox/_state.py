@@ -58,6 +58,7 @@ class SandboxState:
             max_csv_bytes=config.max_csv_bytes,
             on_finished=self.webhooks.send,
             workers=config.job_workers,
+            bucket_bytes=config.job_bucket_bytes,
         )
 
     def _rank_batch(self, frame: pl.DataFrame, progress: Callable[[float], None]) -> pl.DataFrame:

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mm_pipeline._batch import _results
+from mm_pipeline._batch import _parquet, _results
 from mm_pipeline._batch._files import BATCH_COLUMNS, sha256_file, write_batch_files
 from mm_pipeline._batch._results import (
     RESULT_SCHEMA,
@@ -21,6 +21,7 @@ from mm_pipeline._batch._results import (
     error_code_text,
     read_result_file,
 )
+from tests.conftest import BOUND, scan_in_small_batches
 
 
 def _pairs(vins: int, dealers_per_vin: int) -> pl.DataFrame:
@@ -430,3 +431,72 @@ def test_empty_file_is_refused(tmp_path: Path) -> None:
     message = r"r\.csv\.gz is not a MarketMatch result file: it is empty"
     with pytest.raises(ValueError, match=message):
         read_result_file(path)
+
+
+# -- streaming over frames bigger than memory ---------------------------------------------
+
+
+def test_guard_catches_a_collect(tmp_path: Path, bounded_collect: list[int]) -> None:
+    """The guard is real: collecting the guarded scan raises."""
+    lazy = scan_in_small_batches(_pairs(2_000, 30), tmp_path)
+    with pytest.raises(AssertionError, match=r"rows (was collected|reached the writer)"):
+        lazy.collect()
+
+
+@pytest.mark.parametrize("cap", [100 * 1024 * 1024, 150_000])
+def test_lazy_frame_is_written_without_collecting(
+    tmp_path: Path, bounded_collect: list[int], cap: int
+) -> None:
+    """A LazyFrame streams into the files (one or split by VIN), the same bytes as the frame."""
+    frame = _pairs(2_000, 30)  # 60,000 rows, past the bound
+    lazy = scan_in_small_batches(frame, tmp_path)
+    files = write_batch_files(lazy, tmp_path / "lazy", max_file_bytes=cap)
+    assert max(bounded_collect) <= BOUND
+    expected = write_batch_files(frame, tmp_path / "eager", max_file_bytes=cap)
+    assert [f.sha256 for f in files] == [f.sha256 for f in expected]
+    assert sum(f.rows for f in files) == frame.height
+    assert (len(files) > 1) == (cap < 1024 * 1024)
+
+
+def test_nulls_in_a_lazy_frame_are_counted_over_every_batch(tmp_path: Path) -> None:
+    """Nulls found while streaming are refused with their total count; no file is left."""
+    frame = _pairs(2_000, 30).with_columns(
+        pl.when(pl.col("_row") % 20_000 == 7).then(None).otherwise(pl.col("zip")).alias("zip")
+    )
+    with pytest.raises(ValueError, match=r"nulls in zip \(3 rows\)"):
+        write_batch_files(scan_in_small_batches(frame, tmp_path), tmp_path / "out")
+    assert not list((tmp_path / "out").iterdir())
+
+
+def test_result_streams_to_parquet_equal_to_the_in_memory_parse(
+    tmp_path: Path, bounded_collect: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ranked and failed Parquet parts hold exactly the in-memory parse's rows, in order."""
+    monkeypatch.setattr(_parquet, "_PART_ROWS", 10_000)
+    path = _gzip_file(tmp_path / "r.csv.gz", _result_text(60_000, vins=1_200))
+    whole = read_result_file(path)
+    out = _parquet.write_result_parquet(
+        path, tmp_path / "parquet", extra={"_job": pl.lit("job-1")}, block_bytes=64 * 1024
+    )
+    assert len(out.ranked) == 6  # parts of 10,000 rows or a block more
+    ranked, failed = pl.read_parquet(list(out.ranked)), pl.read_parquet(list(out.failed))
+    assert ranked.drop("_job").equals(whole.filter(pl.col("error_code").is_null()))
+    assert failed.drop("_job").equals(whole.filter(pl.col("error_code").is_not_null()))
+    assert ranked["_job"].unique().to_list() == ["job-1"]
+    assert (out.ranked_rows, out.failed_rows) == (ranked.height, failed.height)
+    assert failed.height == 619  # every 97th row
+    assert _parquet.parquet_rows(*out.ranked, *out.failed) == whole.height
+    assert bounded_collect == []  # nothing was collected
+
+
+def test_result_parquet_is_removed_when_the_file_is_cut_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A result file cut off mid-stream raises and leaves none of the parts it wrote."""
+    monkeypatch.setattr(_parquet, "_PART_ROWS", 2_000)
+    data = gzip.compress(_result_text(20_000, vins=400).encode())
+    path = tmp_path / "r.csv.gz"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(EOFError):
+        _parquet.write_result_parquet(path, tmp_path / "parquet", block_bytes=16 * 1024)
+    assert not list((tmp_path / "parquet").iterdir())

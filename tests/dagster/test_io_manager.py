@@ -13,6 +13,7 @@ from polars.testing import assert_frame_equal
 import mm_pipeline as mm
 from mm_pipeline._files import read_table
 from mm_pipeline.dagster import PolarsParquetIOManager, SourceData
+from tests.conftest import BOUND, refuse_large_collects, scan_in_small_batches
 
 DAYS = DailyPartitionsDefinition(start_date="2026-01-01")
 FRAME = pl.DataFrame({"vin": ["A", "B", "C"], "vin_rank": pl.Series([1, 2, 3], dtype=pl.UInt32)})
@@ -172,3 +173,26 @@ def test_source_data_partition_placeholder_and_row_cap(tmp_path: Path) -> None:
     source = SourceData(root=str(tmp_path / "{partition}"), vehicles="vehicles.parquet", max_rows=2)
     assert source.path("vehicles", partition_key="2026-03-01") == day / "vehicles.parquet"
     assert source.read("vehicles", partition_key="2026-03-01")["vin"].to_list() == ["V0", "V1"]
+
+
+def test_lazy_output_is_sunk_without_collecting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A LazyFrame output larger than any collect allowed streams to its file; rows counted."""
+    source = tmp_path / "big.parquet"
+    rows = 3 * BOUND
+    pl.DataFrame({"n": range(rows)}).write_parquet(source, row_group_size=10_000)
+
+    @asset
+    def big() -> pl.LazyFrame:
+        return scan_in_small_batches(pl.read_parquet(source), tmp_path)
+
+    heights = refuse_large_collects(monkeypatch)
+    io = PolarsParquetIOManager(base_dir=str(tmp_path / "data"))
+    result = materialize([big], resources={"io_manager": io})
+    assert result.success
+    assert all(height <= BOUND for height in heights)
+    metadata = result.asset_materializations_for_node("big")[0].metadata
+    assert metadata["dagster/row_count"].value == rows
+    monkeypatch.undo()
+    assert pl.read_parquet(io.path_for(AssetKey("big")))["n"].to_list() == list(range(rows))

@@ -22,9 +22,10 @@ import polars as pl
 import pytest
 
 import mm_pipeline as mm
+from mm_pipeline import _rank
 from mm_pipeline.sandbox import Sandbox, running
 from tests.conftest import wait_until
-from tests.reliability._crash_client import CLIENT_REFERENCE
+from tests.reliability._crash_client import CLIENT_REFERENCE, capped_batch_options
 from tests.reliability._proxy import DOWNLOAD, SUBMIT, StallingProxy, address
 from tests.reliability._support import (
     KEY,
@@ -77,7 +78,11 @@ def sb(module_sandbox: Sandbox, clean: dict[str, mm.RankResult]) -> Sandbox:
 
 
 def _start(
-    base_url: str, pairs: pl.DataFrame, tmp_path: Path, mode: Mode, concurrency: int = 8
+    base_url: str,
+    pairs: pl.DataFrame,
+    tmp_path: Path,
+    mode: Mode | Literal["large"],
+    concurrency: int = 8,
 ) -> subprocess.Popen[bytes]:
     """Start the client process on ``pairs``, caching under ``tmp_path / "cache"``."""
     parquet = tmp_path / "pairs.parquet"
@@ -222,3 +227,52 @@ def test_killed_mid_download(
     _check_batch_rerun(sb, again, clean["batch"], downloads=2)
     assert list((tmp_path / "cache").glob("*.part")) == []  # the rerun removed the stale part
     _record(figures, "mid download", jobs=1, download_slots_spent=2, cut_off_transfers=1)
+
+
+def _jobs_listed(sb: Sandbox, count: int) -> list[dict[str, Any]]:
+    """Wait until the account lists ``count`` jobs; return them, newest first."""
+    return wait_until(lambda: account_jobs(sb), lambda jobs: len(jobs) == count)
+
+
+def test_killed_after_the_second_of_three_jobs(
+    sb: Sandbox,
+    clean: dict[str, mm.RankResult],
+    tmp_path: Path,
+    figures: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """output= over a scan, three jobs, killed once the third is submitted: the rerun adopts
+    all three, reuses the two verified downloads and equals the in-memory run.
+    """
+    sb.hold_jobs()
+    process = _start(sb.base_url, BATCH_PAIRS, tmp_path, "large")
+    for count in (1, 2):  # release the first two jobs one by one
+        sb.complete_job(_jobs_listed(sb, count)[0]["job_id"])
+    _kill_when(process, lambda: len(account_jobs(sb)) == 3)
+    slots = sorted(job.get("download_count", 0) for job in account_jobs(sb))
+    assert slots == [0, 1, 1]  # the first two were downloaded, once; the third is held
+    sb.hold_jobs(False)
+    monkeypatch.setattr(_rank, "_batch_options", capped_batch_options)
+    rerun = mm.rank_dealers(
+        pl.scan_parquet(tmp_path / "pairs.parquet"),
+        client=mm.MarketMatchClient(KEY, sb.base_url),
+        mode="batch",
+        client_reference=CLIENT_REFERENCE,
+        cache_dir=tmp_path / "cache",
+        progress=False,
+        output=tmp_path / "output",
+    )
+    jobs = account_jobs(sb)
+    assert len(jobs) == 3  # no job submitted twice
+    assert all(job["download_count"] == 1 for job in jobs)  # two from the cache, one new
+    assert rerun.stats.batch_job_ids == tuple(job["job_id"] for job in reversed(jobs))
+    expected = clean["batch"]
+    key = ["vin", "price", "miles", "source", "zip"]
+    assert rerun.ranked.collect().sort(key).equals(expected.ranked.sort(key))
+    assert (
+        rerun.failed.collect()
+        .drop("error_message")
+        .sort(key)
+        .equals(expected.failed.drop("error_message").sort(key))
+    )
+    _record(figures, "after 2 of 3 jobs (output=)", jobs=3, download_slots_spent=3)
