@@ -618,6 +618,11 @@ def rank_dealers() -> None:  # a stub for the docstring: the parameters are aran
         :class:`~mm_pipeline.BudgetExceededError` before anything is sent (with an answer cache
         that may hold answers, only as requests are sent); a run that reaches it stops with
         that error (no partial result). ``None``: no limit.
+    output
+        A folder: the pairs (a LazyFrame too) are streamed through the batch route in VIN
+        buckets, never collected, and ``ranked.parquet`` / ``failed.parquet`` are written
+        there; the result's frames are LazyFrames scanning them (see the README's batch
+        section). Every pair needs a ``zip``. ``None`` (default): frames in memory.
 
     Returns
     -------
