@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal, ParamSpec, TypeVar, overload
+from typing import Any, Literal, ParamSpec, TypeVar, cast, overload
 
 import polars as pl
 
@@ -486,20 +486,51 @@ def _result(
 
 @overload
 async def arank_dealers(
-    pairs: Frame, *, output: None = None, **options: Any
+    pairs: Frame,
+    *,
+    client: MarketMatchClient | None = ...,
+    mode: Mode = ...,
+    exact_top_k: int | None = ...,
+    chunk_size: int | None = ...,
+    on_invalid: OnInvalid = ...,
+    on_request_failed: OnRequestFailed = ...,
+    progress: bool | None = ...,
+    client_reference: str | None = ...,
+    webhook_url: str | None = ...,
+    webhook_secret: str | None = ...,
+    poll_timeout: float = ...,
+    cache_dir: str | Path | None = ...,
+    cache_ttl: timedelta | float | None = ...,
+    on_job_failed: Literal["raise", "fail"] = ...,
+    max_requests: int | None = ...,
+    output: None = ...,
 ) -> RankResult[pl.DataFrame]: ...
 
 
 @overload
 async def arank_dealers(
-    pairs: Frame, *, output: str | Path, **options: Any
+    pairs: Frame,
+    *,
+    client: MarketMatchClient | None = ...,
+    mode: Mode = ...,
+    exact_top_k: int | None = ...,
+    chunk_size: int | None = ...,
+    on_invalid: OnInvalid = ...,
+    on_request_failed: OnRequestFailed = ...,
+    progress: bool | None = ...,
+    client_reference: str | None = ...,
+    webhook_url: str | None = ...,
+    webhook_secret: str | None = ...,
+    poll_timeout: float = ...,
+    cache_dir: str | Path | None = ...,
+    cache_ttl: timedelta | float | None = ...,
+    on_job_failed: Literal["raise", "fail"] = ...,
+    max_requests: int | None = ...,
+    output: str | Path,
 ) -> RankResult[pl.LazyFrame]: ...
 
 
-# The overloads say what ``output`` returns; they take the other options as ``**options``
-# (spelling every parameter once more in each would be three copies), which the
-# implementation's own signature checks when called.
-async def arank_dealers(  # type: ignore[misc]
+async def arank_dealers(
     pairs: Frame,
     *,
     client: MarketMatchClient | None = None,
@@ -545,17 +576,52 @@ async def arank_dealers(  # type: ignore[misc]
 
 @overload
 def rank_dealers(
-    pairs: Frame, *, output: None = None, **options: Any
+    pairs: Frame,
+    *,
+    client: MarketMatchClient | None = ...,
+    mode: Mode = ...,
+    exact_top_k: int | None = ...,
+    chunk_size: int | None = ...,
+    on_invalid: OnInvalid = ...,
+    on_request_failed: OnRequestFailed = ...,
+    progress: bool | None = ...,
+    client_reference: str | None = ...,
+    webhook_url: str | None = ...,
+    webhook_secret: str | None = ...,
+    poll_timeout: float = ...,
+    cache_dir: str | Path | None = ...,
+    cache_ttl: timedelta | float | None = ...,
+    on_job_failed: Literal["raise", "fail"] = ...,
+    max_requests: int | None = ...,
+    output: None = ...,
 ) -> RankResult[pl.DataFrame]: ...
 
 
 @overload
 def rank_dealers(
-    pairs: Frame, *, output: str | Path, **options: Any
+    pairs: Frame,
+    *,
+    client: MarketMatchClient | None = ...,
+    mode: Mode = ...,
+    exact_top_k: int | None = ...,
+    chunk_size: int | None = ...,
+    on_invalid: OnInvalid = ...,
+    on_request_failed: OnRequestFailed = ...,
+    progress: bool | None = ...,
+    client_reference: str | None = ...,
+    webhook_url: str | None = ...,
+    webhook_secret: str | None = ...,
+    poll_timeout: float = ...,
+    cache_dir: str | Path | None = ...,
+    cache_ttl: timedelta | float | None = ...,
+    on_job_failed: Literal["raise", "fail"] = ...,
+    max_requests: int | None = ...,
+    output: str | Path,
 ) -> RankResult[pl.LazyFrame]: ...
 
 
-@_sync_twin(arank_dealers)  # type: ignore[misc]  # the overloads above type it, as arank_dealers's
+# The overloads above type it; the twin itself takes arank_dealers' parameters.
+@_sync_twin(cast("Callable[..., Coroutine[Any, Any, RankResult[Any]]]", arank_dealers))
 def rank_dealers() -> None:  # a stub for the docstring: the parameters are arank_dealers'.
     """Rank the dealers of every vehicle (``/dealers/rank``).
 

@@ -2,8 +2,9 @@
 
 The wheel is built from this checkout, installed without extras into a fresh venv together with
 mypy (uv's cache makes this take seconds), and a small user script is checked there, as in a
-user's own project. A second script with a deliberate mistake shows the names are really typed
-(not ``Any``, which would let it pass).
+user's own project. A second script with deliberate mistakes (a wrong argument type, a misspelt
+keyword, a wrong result type) shows the names are really typed (not ``Any``, which would let
+them pass).
 """
 
 from __future__ import annotations
@@ -33,10 +34,14 @@ def best_dealers(pairs: pl.DataFrame | pl.LazyFrame, key: str) -> pl.DataFrame:
     return result.ranked.filter(pl.col("vin_rank") == 1)
 """
 MISTAKES = """
+import polars as pl
+
 import mm_pipeline as mm
 
-result = mm.rank_dealers(["not", "a", "frame"])
-groups: str = result.stats.groups
+pairs = pl.DataFrame()
+mm.rank_dealers(["not", "a", "frame"])
+mm.rank_dealers(pairs, chunk_sise=10)
+groups: str = mm.rank_dealers(pairs, mode="online").stats.groups
 """
 
 
@@ -80,6 +85,11 @@ def test_a_user_script_type_checks_against_the_installed_wheel(tmp_path: Path) -
     errors = [line for line in checked.stdout.splitlines() if ": error:" in line]
     assert not [e for e in errors if e.startswith("good.py")], checked.stdout
     assert "py.typed" not in checked.stdout
-    assert len(errors) == 2, checked.stdout
-    assert 'incompatible type "list[str]"; expected "DataFrame | LazyFrame"' in errors[0]
-    assert 'expression has type "int", variable has type "str"' in errors[1]
+    assert len(errors) == 4, checked.stdout  # the misspelt keyword: named, and no overload matches
+    assert 'No overload variant of "rank_dealers" matches argument type "list[str]"' in errors[0]
+    assert 'Unexpected keyword argument "chunk_sise"' in errors[1]
+    assert (
+        'No overload variant of "rank_dealers" matches argument types "DataFrame", "int"'
+        in errors[2]
+    )
+    assert 'expression has type "int", variable has type "str"' in errors[3]
