@@ -17,53 +17,29 @@ vehicles whose dealers all have a zip keep the batch ranks, exact throughout.
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
-import functools
 import time
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal, ParamSpec, TypeVar, cast, overload
+from typing import Any, Literal, cast, overload
 
 import polars as pl
 
 from mm_pipeline._answer_cache import parse_ttl
-from mm_pipeline._batch._large import LargeOutcome, rank_to_parquet
-from mm_pipeline._batch._parquet import parquet_rows
-from mm_pipeline._batch._route import (
-    DEFAULT_POLL_TIMEOUT,
-    BatchOptions,
-    BatchOutcome,
-    rank_pairs_batch,
-)
+from mm_pipeline._assemble import assemble_result, empty_outcome
+from mm_pipeline._batch._route import DEFAULT_POLL_TIMEOUT, BatchOutcome
+from mm_pipeline._budget import check_budget, checked_budget
 from mm_pipeline._client import MarketMatchClient
-from mm_pipeline._exceptions import BudgetExceededError, InvalidInputError
-from mm_pipeline._frames import (
-    FAILED_SCHEMA,
-    FAILED_WITH_ROW,
-    PAIR_COLUMNS,
-    RANKED_SCHEMA,
-    RANKED_WITH_ROW,
-    ROW,
-)
-from mm_pipeline._normalize import OnInvalid, Prepared, prepare
-from mm_pipeline._online._record import OnlineOutcome
+from mm_pipeline._exceptions import BudgetExceededError
+from mm_pipeline._hybrid import hand_over, online_requests, run_batch, split_for_batch
+from mm_pipeline._normalize import OnInvalid, prepare
 from mm_pipeline._online._run import OnlineOptions, OnRequestFailed, rank_online
-from mm_pipeline._plan import (
-    BATCH_THRESHOLD_REQUESTS,
-    GROUP_KEYS,
-    Endpoint,
-    Mode,
-    Plan,
-    merge_rounds,
-    plan_prepared,
-    resolve_sizes,
-    with_route,
-)
-from mm_pipeline._result import RankResult, RankStats
+from mm_pipeline._options import Frame, RankOptions, sync_twin
+from mm_pipeline._pairs import cross_pairs
+from mm_pipeline._plan import Endpoint, Mode, plan_prepared, resolve_sizes, with_route
+from mm_pipeline._rank_output import arank_to_parquet
+from mm_pipeline._result import RankResult
 from mm_pipeline._session import Session
-from mm_pipeline._sync import run_sync
 
 __all__ = [
     "Mode",
@@ -73,274 +49,6 @@ __all__ = [
     "rank_dealers",
     "rank_vins",
 ]
-
-Frame = pl.DataFrame | pl.LazyFrame
-P = ParamSpec("P")
-T = TypeVar("T")
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class RankOptions:
-    """The options of one ranking call, as given (validated and resolved by :func:`_arank`).
-
-    Built once by the public functions and carried to the routes; the defaults are the public
-    functions' defaults.
-    """
-
-    client: MarketMatchClient | None = None
-    mode: Mode = "online"
-    exact_top_k: int | None = None
-    chunk_size: int | None = None
-    on_invalid: OnInvalid = "raise"
-    on_request_failed: OnRequestFailed = "raise"
-    progress: bool | None = None
-    client_reference: str | None = None
-    webhook_url: str | None = None
-    webhook_secret: str | None = None
-    poll_timeout: float = DEFAULT_POLL_TIMEOUT
-    cache_dir: str | Path | None = None
-    cache_ttl: timedelta | float | None = None
-    on_job_failed: Literal["raise", "fail"] = "raise"
-    max_requests: int | None = None
-    output: str | Path | None = None
-
-
-def _sync_twin(
-    afunc: Callable[P, Coroutine[Any, Any, T]],
-) -> Callable[[Callable[[], None]], Callable[P, T]]:
-    """Make the synchronous twin of ``afunc``: same parameters, the decorated stub's docstring.
-
-    The parameters are spelled once, on the async function; ``inspect.signature`` (and so the
-    docs) reads them through ``__wrapped__``, and type checkers through the ``ParamSpec``.
-    """
-
-    def twin_of(stub: Callable[[], None]) -> Callable[P, T]:
-        @functools.wraps(afunc)
-        def twin(*args: P.args, **kwargs: P.kwargs) -> T:
-            return run_sync(lambda: afunc(*args, **kwargs))
-
-        twin.__name__, twin.__qualname__ = stub.__name__, stub.__qualname__
-        twin.__doc__ = stub.__doc__
-        return twin
-
-    return twin_of
-
-
-def _empty_outcome() -> OnlineOutcome:
-    return OnlineOutcome(
-        ranked=pl.DataFrame(schema=RANKED_WITH_ROW), failed=pl.DataFrame(schema=FAILED_WITH_ROW)
-    )
-
-
-def _split_for_batch(pairs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Pairs with a zip go to batch; the others (no zip: not in the batch file) stay online."""
-    has_zip = pl.col("zip").is_not_null()
-    return pairs.filter(~has_zip), pairs.filter(has_zip)
-
-
-def _hand_over(
-    batch: BatchOutcome, online_pairs: pl.DataFrame, pairs: pl.DataFrame
-) -> tuple[BatchOutcome, pl.DataFrame]:
-    """Split the batch ranks: final ones, and pre-ranked pairs of vehicles to complete online.
-
-    Batch ranks order the dealers of a VIN across all its rows; they are renumbered 1..N per
-    vehicle (``vin``, ``price``, ``miles``), which keeps their (exact) order. The pre-ranked
-    pairs carry their input columns and ``_row`` (from ``pairs``), the batch scores and rank,
-    and the rooftop id the batch resolved (``answered_mc_location_id``), as
-    :func:`~mm_pipeline._online._run.rank_online` takes them.
-    """
-    keys = list(GROUP_KEYS["dealers"])
-    ranked = batch.ranked.with_columns(
-        pl.col("vin_rank").rank("ordinal").over(keys).cast(pl.UInt32)
-    )
-    completed_online = online_pairs.select(keys).unique()
-    hybrid = ranked.join(completed_online, on=keys, how="semi")
-    preranked = pairs.join(
-        hybrid.select(
-            ROW,
-            "vin_rank",
-            "vin_score",
-            "dealer_ymm_score",
-            pl.col("mc_location_id").alias("answered_mc_location_id"),
-        ),
-        on=ROW,
-    )
-    final = ranked.join(completed_online, on=keys, how="anti")
-    return dataclasses.replace(batch, ranked=final), preranked
-
-
-def _online_requests(
-    online_pairs: pl.DataFrame, preranked: pl.DataFrame, *, chunk_size: int, exact_top_k: int
-) -> int:
-    """Count the requests of an error-free online part (groups merged with pre-ranked pairs)."""
-    return sum(
-        merge_rounds(online_pairs, preranked, chunk_size=chunk_size, exact_top_k=exact_top_k)
-    )
-
-
-def _batch_options(options: RankOptions) -> BatchOptions:
-    cache_dir = options.cache_dir
-    return BatchOptions(
-        client_reference=options.client_reference,
-        webhook_url=options.webhook_url,
-        webhook_secret=options.webhook_secret,
-        poll_timeout=options.poll_timeout,
-        cache_dir=Path(cache_dir) if cache_dir is not None else None,
-        on_job_failed=options.on_job_failed,
-    )
-
-
-async def _run_batch(
-    pairs: pl.DataFrame,
-    *,
-    session: Session,
-    progress: bool | None,
-    options: RankOptions,
-) -> BatchOutcome:
-    return await rank_pairs_batch(
-        pairs, session=session, options=_batch_options(options), progress=progress
-    )
-
-
-async def _arank_to_parquet(
-    pairs: Frame, *, options: RankOptions, output: Path
-) -> RankResult[pl.LazyFrame]:
-    """``rank_dealers(..., output=...)``: the batch route over VIN buckets, Parquet out.
-
-    ``mode="auto"`` takes it when the online route would need more than
-    :data:`BATCH_THRESHOLD_REQUESTS` requests, estimated as one per ``chunk_size`` rows (no
-    plan is made: that would collect the input); otherwise the in-memory route runs and its
-    frames are written to the same files.
-    """
-    started = time.monotonic()
-    mode = options.mode
-    if mode not in ("online", "batch", "auto"):
-        raise ValueError(f"mode must be 'online', 'batch' or 'auto', got {mode!r}")
-    chunk_size, exact_top_k = resolve_sizes(
-        "dealers", chunk_size=options.chunk_size, exact_top_k=options.exact_top_k
-    )
-    max_requests = _checked_budget(options.max_requests)
-    rows: int | None = None
-    if mode == "auto":
-        counted: int = await asyncio.to_thread(
-            lambda: pairs.lazy().select(pl.len()).collect(engine="streaming").item()
-        )
-        mode = "batch" if -(-counted // chunk_size) > BATCH_THRESHOLD_REQUESTS else "online"
-        rows = counted
-    if mode == "online":
-        online = dataclasses.replace(options, mode="online", output=None)
-        in_memory = await _arank(pairs, endpoint="dealers", options=online)
-        await asyncio.to_thread(_write_output, in_memory, output)
-        return _lazy_result(in_memory.stats, output)
-    client = options.client or MarketMatchClient()
-    async with client.session() as session:
-        session.max_requests = max_requests  # no plan here: checked as requests are sent
-        outcome = await rank_to_parquet(
-            pairs,
-            output=output,
-            session=session,
-            options=_batch_options(options),
-            on_invalid=options.on_invalid,
-            progress=options.progress,
-            rows=rows,
-        )
-        http = session.stats
-    stats = _large_stats(
-        outcome,
-        requests=(http.requests, http.retries, http.rate_limited),
-        sizes=(chunk_size, exact_top_k),
-        started=started,
-    )
-    return _lazy_result(stats, output)
-
-
-def _write_output(result: RankResult, output: Path) -> None:
-    output.mkdir(parents=True, exist_ok=True)
-    result.ranked.write_parquet(output / "ranked.parquet")
-    result.failed.write_parquet(output / "failed.parquet")
-
-
-def _lazy_result(stats: RankStats, output: Path) -> RankResult[pl.LazyFrame]:
-    return RankResult(
-        ranked=pl.scan_parquet(output / "ranked.parquet"),
-        failed=pl.scan_parquet(output / "failed.parquet"),
-        stats=stats,
-        output=output,
-    )
-
-
-def _large_stats(
-    outcome: LargeOutcome,
-    *,
-    requests: tuple[int, int, int],
-    sizes: tuple[int, int],
-    started: float,
-) -> RankStats:
-    counts = outcome.counts
-    return RankStats(
-        endpoint="dealers",
-        mode="batch",
-        rows=counts.rows,
-        invalid_rows=counts.invalid_rows,
-        duplicates_removed=counts.duplicates_removed,
-        conflicts=counts.conflicts,
-        pairs=counts.pairs,
-        groups=counts.groups,
-        ranked=parquet_rows(outcome.ranked),
-        failed=parquet_rows(outcome.failed),
-        requests=requests[0],
-        retries=requests[1],
-        rate_limited=requests[2],
-        chunk_size=sizes[0],
-        exact_top_k=sizes[1],
-        elapsed=time.monotonic() - started,
-        batch_job_ids=outcome.job_ids,
-    )
-
-
-def _in_group_order(ranked: pl.DataFrame, endpoint: Endpoint) -> pl.DataFrame:
-    keys = list(GROUP_KEYS[endpoint])
-    first = ranked.group_by(keys).agg(pl.col(ROW).min().alias("_group"))
-    return (
-        ranked.join(first, on=keys, how="left", nulls_equal=True)
-        .sort("_group", "vin_rank")
-        .drop("_group")
-    )
-
-
-def _checked_budget(max_requests: int | None) -> int | None:
-    """Return ``max_requests`` if it is ``None`` or a non-negative integer; else raise."""
-    if max_requests is not None and (
-        isinstance(max_requests, bool) or not isinstance(max_requests, int) or max_requests < 0
-    ):
-        raise ValueError(f"max_requests must be a non-negative integer, got {max_requests!r}")
-    return max_requests
-
-
-def _check_budget(plan: Plan, max_requests: int | None) -> None:
-    """Refuse, before anything is sent, a plan that needs more than ``max_requests``."""
-    if max_requests is None:
-        return
-    needed = plan.requests_at_least
-    if needed <= max_requests:
-        return
-    if plan.route == "batch" and plan.batch is not None:
-        figures = (
-            f"the batch route needs at least {needed:,} requests ({plan.batch.jobs:,} job(s): "
-            f"listing, upload, at least one poll and download each; "
-            f"{plan.batch.merge_requests:,} online merge request(s))"
-        )
-    else:
-        figures = (
-            f"the online route needs {needed:,} requests for {plan.pairs:,} pairs in "
-            f"{plan.groups:,} groups ({' + '.join(map(str, plan.requests_per_round))} by round)"
-        )
-    raise BudgetExceededError(
-        f"max_requests={max_requests:,} is too low: {figures}; nothing was sent. Raise "
-        "max_requests, or see mm.plan(...) for the cost of each route",
-        max_requests=max_requests,
-        planned=needed,
-    )
 
 
 def _open_answers(session: Session, options: RankOptions) -> bool:
@@ -361,7 +69,7 @@ async def _arank(pairs: Frame, *, endpoint: Endpoint, options: RankOptions) -> R
     )
     if on_request_failed not in ("raise", "fail"):
         raise ValueError(f"on_request_failed must be 'raise' or 'fail', got {on_request_failed!r}")
-    max_requests = _checked_budget(options.max_requests)
+    max_requests = checked_budget(options.max_requests)
     parse_ttl(options.cache_ttl)  # a bad ttl is refused before any work
     prepared = prepare(pairs, endpoint=endpoint, on_invalid=options.on_invalid)
     plan = plan_prepared(
@@ -370,24 +78,24 @@ async def _arank(pairs: Frame, *, endpoint: Endpoint, options: RankOptions) -> R
     plan = with_route(plan, prepared.pairs, mode=mode)
     online_pairs, batch_pairs = prepared.pairs, prepared.pairs.clear()
     if plan.route == "batch":
-        online_pairs, batch_pairs = _split_for_batch(prepared.pairs)
+        online_pairs, batch_pairs = split_for_batch(prepared.pairs)
     client = options.client or MarketMatchClient()
     progress = options.progress
-    online = _empty_outcome()
+    online = empty_outcome()
     batch: BatchOutcome | None = None
     preranked: pl.DataFrame | None = None
     planned = plan.online_requests
     async with client.session() as session:
         if not _open_answers(session, options):  # cached answers are free: checked as sent
-            _check_budget(plan, max_requests)
+            check_budget(plan, max_requests)
         session.max_requests = max_requests
         try:
             if batch_pairs.height:
-                batch = await _run_batch(
+                batch = await run_batch(
                     batch_pairs, session=session, progress=progress, options=options
                 )
-                batch, preranked = _hand_over(batch, online_pairs, prepared.pairs)
-                planned = _online_requests(
+                batch, preranked = hand_over(batch, online_pairs, prepared.pairs)
+                planned = online_requests(
                     online_pairs, preranked, chunk_size=chunk_size, exact_top_k=exact_top_k
                 )
             if online_pairs.height:
@@ -413,7 +121,7 @@ async def _arank(pairs: Frame, *, endpoint: Endpoint, options: RankOptions) -> R
                 spent=exc.spent,
             ) from None
         http = session.stats
-    return _result(
+    return assemble_result(
         prepared,
         online,
         batch,
@@ -424,64 +132,8 @@ async def _arank(pairs: Frame, *, endpoint: Endpoint, options: RankOptions) -> R
     )
 
 
-def _result(
-    prepared: Prepared,
-    online: OnlineOutcome,
-    batch: BatchOutcome | None,
-    *,
-    endpoint: Endpoint,
-    plan: Plan,
-    requests: tuple[int, int, int, int],
-    started: float,
-) -> RankResult:
-    ranked_parts = [online.ranked.select(*RANKED_SCHEMA.names(), ROW)]
-    failed_parts = [prepared.failed, online.failed.select(*FAILED_SCHEMA.names(), ROW)]
-    if batch is not None:
-        ranked_parts.append(batch.ranked.select(*RANKED_SCHEMA.names(), ROW))
-        failed_parts.append(batch.failed.select(*FAILED_SCHEMA.names(), ROW))
-    ranked = pl.concat(ranked_parts)
-    if batch is not None:
-        ranked = _in_group_order(ranked, endpoint)
-    failed = pl.concat(failed_parts).sort(ROW, maintain_order=True)
-    sent_online = online.ranked.height + online.failed.height > 0
-    mode = "batch" if batch is not None else "online"
-    if batch is not None and sent_online:
-        mode = "online+batch"
-    stats = RankStats(
-        endpoint=endpoint,
-        mode=mode,
-        rows=prepared.rows,
-        invalid_rows=prepared.invalid_rows,
-        duplicates_removed=prepared.duplicates_removed,
-        conflicts=prepared.conflicts
-        + (batch.counts.duplicate_vin_dealer_rows if batch is not None else 0),
-        pairs=prepared.pairs.height,
-        groups=plan.groups,
-        ranked=ranked.height,
-        failed=failed.height,
-        requests=requests[0],
-        retries=requests[1],
-        rate_limited=requests[2],
-        cached_answers=requests[3],
-        rerank_rounds=online.counters.rerank_rounds,
-        rerank_requests=online.counters.rerank_requests,
-        merge_requests=online.counters.merge_requests,
-        resent_after_422=online.counters.resent_after_422,
-        consistency_violations=online.counters.consistency_violations,
-        lost_candidates=online.counters.lost_candidates,
-        refused_answers=online.counters.refused_answers,
-        reasks=online.counters.reasks,
-        unmatched_answers=online.counters.unmatched_answers,
-        chunk_size=plan.chunk_size,
-        exact_top_k=plan.exact_top_k,
-        elapsed=time.monotonic() - started,
-        batch_job_ids=batch.job_ids if batch is not None else (),
-    )
-    return RankResult(
-        ranked=ranked.drop(ROW).cast(RANKED_SCHEMA),
-        failed=failed.drop(ROW).cast(FAILED_SCHEMA),
-        stats=stats,
-    )
+async def _arank_dealers(pairs: Frame, options: RankOptions) -> RankResult:
+    return await _arank(pairs, endpoint="dealers", options=options)
 
 
 @overload
@@ -570,7 +222,9 @@ async def arank_dealers(
         output=output,
     )
     if output is not None:
-        return await _arank_to_parquet(pairs, options=options, output=Path(output))
+        return await arank_to_parquet(
+            pairs, options=options, output=Path(output), in_memory=_arank_dealers
+        )
     return await _arank(pairs, endpoint="dealers", options=options)
 
 
@@ -621,7 +275,7 @@ def rank_dealers(
 
 
 # The overloads above type it; the twin itself takes arank_dealers' parameters.
-@_sync_twin(cast("Callable[..., Coroutine[Any, Any, RankResult[Any]]]", arank_dealers))
+@sync_twin(cast("Callable[..., Coroutine[Any, Any, RankResult[Any]]]", arank_dealers))
 def rank_dealers() -> None:  # a stub for the docstring: the parameters are arank_dealers'.
     """Rank the dealers of every vehicle (``/dealers/rank``).
 
@@ -746,7 +400,7 @@ async def arank_vins(
     return await _arank(pairs, endpoint="vins", options=options)
 
 
-@_sync_twin(arank_vins)
+@sync_twin(arank_vins)
 def rank_vins() -> None:  # a stub for the docstring: the parameters are arank_vins'.
     """Rank the vehicles of every dealer (``/vins/rank``), always online.
 
@@ -773,60 +427,3 @@ def rank_vins() -> None:  # a stub for the docstring: the parameters are arank_v
     >>> sorted(result.ranked.get_column("vin_rank").to_list())
     [1, 2, 3]
     """
-
-
-@overload
-def cross_pairs(vehicles: pl.DataFrame, dealers: pl.DataFrame) -> pl.DataFrame: ...
-@overload
-def cross_pairs(vehicles: pl.LazyFrame, dealers: Frame) -> pl.LazyFrame: ...
-@overload
-def cross_pairs(vehicles: Frame, dealers: pl.LazyFrame) -> pl.LazyFrame: ...
-def cross_pairs(vehicles: Frame, dealers: Frame) -> Frame:
-    """Pair every vehicle with every dealer (a cross join), as a pairs frame.
-
-    Parameters
-    ----------
-    vehicles
-        ``vin``, ``price``, ``miles`` (other columns are ignored).
-    dealers
-        ``source`` and optional ``zip``, ``mc_location_id`` (other columns are ignored).
-
-    Returns
-    -------
-    pl.DataFrame or pl.LazyFrame
-        The six pair columns, vehicle by vehicle; lazy if either input is lazy.
-
-    Examples
-    --------
-    >>> import polars as pl
-    >>> vehicles = pl.DataFrame({"vin": ["WP1BE2AY5PDA28064"], "price": [20000], "miles": [3000]})
-    >>> dealers = pl.DataFrame({"source": ["a.com", "b.com"], "zip": ["30907", None]})
-    >>> cross_pairs(vehicles, dealers).columns
-    ['vin', 'price', 'miles', 'source', 'zip', 'mc_location_id']
-    >>> cross_pairs(vehicles, dealers).height
-    2
-    """
-    lazy = isinstance(vehicles, pl.LazyFrame) or isinstance(dealers, pl.LazyFrame)
-    parts = []
-    for name, frame, required in (
-        ("vehicles", vehicles, ("vin", "price", "miles")),
-        ("dealers", dealers, ("source",)),
-    ):
-        columns = frame.collect_schema().names()
-        missing = [column for column in required if column not in columns]
-        if missing:
-            raise InvalidInputError(
-                f"{name} is missing column(s) {', '.join(missing)}; got {', '.join(columns)}"
-            )
-        parts.append((frame.lazy(), columns))
-    (vehicle_frame, _), (dealer_frame, dealer_columns) = parts
-    dealer_frame = dealer_frame.select(
-        "source",
-        *(
-            pl.col(c) if c in dealer_columns else pl.lit(None, pl.String).alias(c)
-            for c in ("zip", "mc_location_id")
-        ),
-    )
-    joined = vehicle_frame.select("vin", "price", "miles").join(dealer_frame, how="cross")
-    joined = joined.select(PAIR_COLUMNS)
-    return joined if lazy else joined.collect()

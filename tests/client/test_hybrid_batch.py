@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 import mm_pipeline as mm
 from mm_pipeline._batch._route import BATCH_THRESHOLD_REQUESTS
 from mm_pipeline._frames import PAIR_COLUMNS, ROW
+from mm_pipeline._hybrid import online_requests
 from mm_pipeline._online._rounds import group_rounds, rank_group
 from mm_pipeline._online._run import OnlineOptions, rank_online
-from mm_pipeline._rank import _online_requests
 from mm_pipeline.sandbox import Sandbox
 from mm_pipeline.sandbox._market import Market
 from tests.client.conftest import (
@@ -351,7 +351,7 @@ def test_auto_mode_sends_a_cross_product_through_one_job(
     assert stats.requests < cars.height + 20  # + submit, list, polls, download
     assert online_plan.online_requests == cars.height * sum(group_rounds(103, 8, 4))
     has_zip = pl.col("zip").is_not_null()
-    predicted = _online_requests(
+    predicted = online_requests(
         pairs.filter(~has_zip), pairs.filter(has_zip), chunk_size=8, exact_top_k=4
     )
     assert predicted == stats.merge_requests  # the progress bar's total

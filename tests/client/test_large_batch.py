@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 import mm_pipeline as mm
-from mm_pipeline import _rank
+from mm_pipeline import _rank_output
 from mm_pipeline._batch import _large
 from mm_pipeline.sandbox import Sandbox
 from mm_pipeline.sandbox._market import Market
@@ -191,7 +191,7 @@ def test_auto_takes_the_bucketed_route_past_the_threshold(
     client: mm.MarketMatchClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """mode="auto" with output= picks batch once rows / chunk_size passes the threshold."""
-    monkeypatch.setattr(_rank, "BATCH_THRESHOLD_REQUESTS", 5)
+    monkeypatch.setattr(_rank_output, "BATCH_THRESHOLD_REQUESTS", 5)
     pairs = _pairs(10, 60)  # 600 rows: 6 requests of 100
     result = mm.rank_dealers(
         pairs.lazy(),

@@ -21,7 +21,7 @@ from pathlib import Path
 import polars as pl
 
 import mm_pipeline as mm
-from mm_pipeline import _rank
+from mm_pipeline import _options
 from mm_pipeline._batch._route import BatchOptions
 
 CLIENT_REFERENCE = "nightly-placement"
@@ -29,10 +29,10 @@ LARGE_FILE_BYTES = 6_000
 """An upload cap that splits the crash tests' batch work into three files."""
 
 
-_BATCH_OPTIONS = _rank._batch_options
+_BATCH_OPTIONS = _options.batch_options
 
 
-def capped_batch_options(options: _rank.RankOptions) -> BatchOptions:
+def capped_batch_options(options: _options.RankOptions) -> BatchOptions:
     """The batch route's options, with the upload cap :data:`LARGE_FILE_BYTES`."""
     return dataclasses.replace(_BATCH_OPTIONS(options), max_file_bytes=LARGE_FILE_BYTES)
 
@@ -45,7 +45,7 @@ def main(argv: list[str]) -> int:
     if mode not in ("online", "batch", "large"):
         raise SystemExit(f"mode must be online, batch or large, got {mode!r}")
     if mode == "large":
-        _rank._batch_options = capped_batch_options
+        _options.batch_options = capped_batch_options
         large = mm.rank_dealers(
             pl.scan_parquet(pairs_path),
             client=mm.MarketMatchClient(base_url=base_url),

@@ -22,7 +22,7 @@ import polars as pl
 import pytest
 
 import mm_pipeline as mm
-from mm_pipeline import _rank
+from mm_pipeline import _options
 from mm_pipeline.sandbox import Sandbox, running
 from tests.conftest import wait_until
 from tests.reliability._crash_client import CLIENT_REFERENCE, capped_batch_options
@@ -252,7 +252,7 @@ def test_killed_after_the_second_of_three_jobs(
     slots = sorted(job.get("download_count", 0) for job in account_jobs(sb))
     assert slots == [0, 1, 1]  # the first two were downloaded, once; the third is held
     sb.hold_jobs(False)
-    monkeypatch.setattr(_rank, "_batch_options", capped_batch_options)
+    monkeypatch.setattr(_options, "batch_options", capped_batch_options)
     rerun = mm.rank_dealers(
         pl.scan_parquet(tmp_path / "pairs.parquet"),
         client=mm.MarketMatchClient(KEY, sb.base_url),
