@@ -61,7 +61,8 @@ def _run(*command: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
 @pytest.mark.slow
 def test_a_user_script_type_checks_against_the_installed_wheel(tmp_path: Path) -> None:
     """py.typed ships for every package; mypy --strict sees real types, in a venv with no extras."""
-    uv = shutil.which("uv")
+    # On PATH, or where `make install` bootstraps it on a machine that had none.
+    uv = shutil.which("uv") or shutil.which("uv", path=ROOT / ".tools" / "bin")
     assert uv is not None, "uv is needed to build and install the wheel (make install uses it)"
     built = _run(uv, "build", "--wheel", "--out-dir", tmp_path / "dist", ROOT, cwd=tmp_path)
     assert built.returncode == 0, built.stderr
