@@ -12,10 +12,10 @@ import dataclasses
 import polars as pl
 
 from mm_pipeline import _options
+from mm_pipeline._batch._handover import split_preranked
 from mm_pipeline._batch._route import BatchOutcome, rank_pairs_batch
-from mm_pipeline._frames import ROW
 from mm_pipeline._options import RankOptions
-from mm_pipeline._plan import GROUP_KEYS, merge_rounds
+from mm_pipeline._plan import merge_rounds
 from mm_pipeline._session import Session
 
 
@@ -30,29 +30,9 @@ def hand_over(
 ) -> tuple[BatchOutcome, pl.DataFrame]:
     """Split the batch ranks: final ones, and pre-ranked pairs of vehicles to complete online.
 
-    Batch ranks order the dealers of a VIN across all its rows; they are renumbered 1..N per
-    vehicle (``vin``, ``price``, ``miles``), which keeps their (exact) order. The pre-ranked
-    pairs carry their input columns and ``_row`` (from ``pairs``), the batch scores and rank,
-    and the rooftop id the batch resolved (``answered_mc_location_id``), as
-    :func:`~mm_pipeline._online._run.rank_online` takes them.
+    See :func:`~mm_pipeline._batch._handover.split_preranked`.
     """
-    keys = list(GROUP_KEYS["dealers"])
-    ranked = batch.ranked.with_columns(
-        pl.col("vin_rank").rank("ordinal").over(keys).cast(pl.UInt32)
-    )
-    completed_online = online_pairs.select(keys).unique()
-    hybrid = ranked.join(completed_online, on=keys, how="semi")
-    preranked = pairs.join(
-        hybrid.select(
-            ROW,
-            "vin_rank",
-            "vin_score",
-            "dealer_ymm_score",
-            pl.col("mc_location_id").alias("answered_mc_location_id"),
-        ),
-        on=ROW,
-    )
-    final = ranked.join(completed_online, on=keys, how="anti")
+    final, preranked = split_preranked(batch.ranked, online_pairs, pairs)
     return dataclasses.replace(batch, ranked=final), preranked
 
 

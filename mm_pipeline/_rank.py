@@ -37,9 +37,8 @@ from mm_pipeline._online._run import OnlineOptions, OnRequestFailed, rank_online
 from mm_pipeline._options import Frame, RankOptions, sync_twin
 from mm_pipeline._pairs import cross_pairs
 from mm_pipeline._plan import Endpoint, Mode, plan_prepared, resolve_sizes, with_route
-from mm_pipeline._rank_output import arank_to_parquet
+from mm_pipeline._rank_output import arank_to_parquet, open_answer_cache
 from mm_pipeline._result import RankResult
-from mm_pipeline._session import Session
 
 __all__ = [
     "Mode",
@@ -49,14 +48,6 @@ __all__ = [
     "rank_dealers",
     "rank_vins",
 ]
-
-
-def _open_answers(session: Session, options: RankOptions) -> bool:
-    """Turn on the answer cache when ``cache_dir`` is given; tell whether it may hold answers."""
-    if options.cache_dir is None:
-        return False
-    session.use_answer_cache(Path(options.cache_dir), ttl=parse_ttl(options.cache_ttl))
-    return session.answers is not None and session.answers.may_hold_answers()
 
 
 async def _arank(pairs: Frame, *, endpoint: Endpoint, options: RankOptions) -> RankResult:
@@ -86,7 +77,7 @@ async def _arank(pairs: Frame, *, endpoint: Endpoint, options: RankOptions) -> R
     preranked: pl.DataFrame | None = None
     planned = plan.online_requests
     async with client.session() as session:
-        if not _open_answers(session, options):  # cached answers are free: checked as sent
+        if not open_answer_cache(session, options):  # cached answers are free: checked as sent
             check_budget(plan, max_requests)
         session.max_requests = max_requests
         try:

@@ -1,7 +1,9 @@
 """``rank_dealers(..., output=...)``: the batch route over VIN buckets, Parquet files out.
 
 The result's frames are LazyFrames scanning ``ranked.parquet`` / ``failed.parquet`` in the
-``output`` folder (the bucketed route itself: :mod:`mm_pipeline._batch._large`).
+``output`` folder (the bucketed route itself: :mod:`mm_pipeline._batch._large`). As in the
+in-memory route, pairs without a ``zip`` are ranked online, bucket by bucket, with the batch order
+of their vehicles as one pre-ranked chunk.
 """
 
 from __future__ import annotations
@@ -15,13 +17,25 @@ from pathlib import Path
 import polars as pl
 
 from mm_pipeline import _options
+from mm_pipeline._answer_cache import parse_ttl
 from mm_pipeline._batch._large import LargeOutcome, rank_to_parquet
 from mm_pipeline._batch._parquet import parquet_rows
 from mm_pipeline._budget import checked_budget
 from mm_pipeline._client import MarketMatchClient
+from mm_pipeline._online._record import Counters
+from mm_pipeline._online._run import OnlineOptions, rank_online
 from mm_pipeline._options import Frame, RankOptions
 from mm_pipeline._plan import BATCH_THRESHOLD_REQUESTS, resolve_sizes
 from mm_pipeline._result import RankResult, RankStats
+from mm_pipeline._session import Session
+
+
+def open_answer_cache(session: Session, options: RankOptions) -> bool:
+    """Turn on the answer cache when ``cache_dir`` is given; tell whether it may hold answers."""
+    if options.cache_dir is None:
+        return False
+    session.use_answer_cache(Path(options.cache_dir), ttl=parse_ttl(options.cache_ttl))
+    return session.answers is not None and session.answers.may_hold_answers()
 
 
 async def arank_to_parquet(
@@ -60,8 +74,29 @@ async def arank_to_parquet(
         await asyncio.to_thread(_write_output, ranked, output)
         return _lazy_result(ranked.stats, output)
     client = options.client or MarketMatchClient()
+    online_options = OnlineOptions(
+        endpoint="dealers",
+        chunk_size=chunk_size,
+        exact_top_k=exact_top_k,
+        concurrency=2 * client.max_concurrency,
+        on_request_failed=options.on_request_failed,
+        progress=False,  # a bar per bucket would mislead; the batch jobs show theirs
+    )
+    counters = Counters()
     async with client.session() as session:
         session.max_requests = max_requests  # no plan here: checked as requests are sent
+        open_answer_cache(session, options)
+
+        async def complete_online(
+            pairs: pl.DataFrame, preranked: pl.DataFrame
+        ) -> tuple[pl.DataFrame, pl.DataFrame]:
+            done = await rank_online(
+                pairs, session=session, options=online_options, preranked=preranked
+            )
+            for name in _COUNTED:
+                setattr(counters, name, getattr(counters, name) + getattr(done.counters, name))
+            return done.ranked, done.failed
+
         outcome = await rank_to_parquet(
             pairs,
             output=output,
@@ -69,12 +104,14 @@ async def arank_to_parquet(
             options=_options.batch_options(options),
             on_invalid=options.on_invalid,
             progress=options.progress,
+            complete_online=complete_online,
             rows=rows,
         )
         http = session.stats
     stats = _large_stats(
         outcome,
-        requests=(http.requests, http.retries, http.rate_limited),
+        counters,
+        requests=(http.requests, http.retries, http.rate_limited, http.cached_answers),
         sizes=(chunk_size, exact_top_k),
         started=started,
     )
@@ -96,17 +133,32 @@ def _lazy_result(stats: RankStats, output: Path) -> RankResult[pl.LazyFrame]:
     )
 
 
+_COUNTED = (
+    "rerank_rounds",
+    "rerank_requests",
+    "merge_requests",
+    "consistency_violations",
+    "lost_candidates",
+    "resent_after_422",
+    "refused_answers",
+    "reasks",
+    "unmatched_answers",
+)
+"""The online counters a run adds up over its buckets (and reports in ``RankStats``)."""
+
+
 def _large_stats(
     outcome: LargeOutcome,
+    counters: Counters,
     *,
-    requests: tuple[int, int, int],
+    requests: tuple[int, int, int, int],
     sizes: tuple[int, int],
     started: float,
 ) -> RankStats:
     counts = outcome.counts
     return RankStats(
         endpoint="dealers",
-        mode="batch",
+        mode="online+batch" if counts.online_rows else "batch",
         rows=counts.rows,
         invalid_rows=counts.invalid_rows,
         duplicates_removed=counts.duplicates_removed,
@@ -118,6 +170,8 @@ def _large_stats(
         requests=requests[0],
         retries=requests[1],
         rate_limited=requests[2],
+        cached_answers=requests[3],
+        **{name: getattr(counters, name) for name in _COUNTED},
         chunk_size=sizes[0],
         exact_top_k=sizes[1],
         elapsed=time.monotonic() - started,

@@ -11,13 +11,18 @@ frame over files larger than memory) is never collected whole, and neither is th
    conflicting rows, and everything the in-memory route does per VIN can be done per bucket;
 2. **prepare** -- each bucket is read (bounded) and prepared as the in-memory route prepares a
    frame (normalised, validated, exact duplicates dropped, ``duplicate_conflict`` rows failed);
-   its distinct valid pairs are kept in a ``sent`` Parquet file, the rest go to ``failed``;
+   its distinct valid pairs with a ``zip`` are kept in a ``sent`` Parquet file, those without
+   one (dealers known by ``mc_location_id`` alone: not in a batch file) in an ``online`` file,
+   the rest go to ``failed``;
 3. **jobs** -- the batch files stream from the ``sent`` files (:func:`write_batch_files` over a
    lazy frame, split by VIN under the cap) and run one after another; each verified (cached)
    download is parsed straight to Parquet with each row's bucket (:func:`write_result_parquet`),
    each part sorted by bucket in small row groups, so that a bucket reads little but its own;
 4. **map back** -- bucket by bucket, the sent pairs meet their result rows (the in-memory
-   route's map-back) and are appended to ``ranked.parquet`` and ``failed.parquet``.
+   route's map-back); a bucket's ``online`` pairs are then ranked online with the batch order
+   of their vehicles as one pre-ranked chunk (the in-memory route's hand-over, through the
+   router's ``complete_online``), and everything is appended to ``ranked.parquet`` and
+   ``failed.parquet``.
 
 Passes over the input: one, the spill (plus a row count, read from the footers of a Parquet
 scan). Exact duplicates and invalid rows need no second pass: each is found within its bucket.
@@ -31,7 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -39,6 +44,7 @@ from typing import TYPE_CHECKING, Final
 import polars as pl
 
 from mm_pipeline._batch._files import BatchFile, write_batch_files
+from mm_pipeline._batch._handover import split_preranked
 from mm_pipeline._batch._parquet import (
     BUCKET,
     BUCKET_ROWS,
@@ -62,7 +68,13 @@ from mm_pipeline._batch._route import (
 )
 from mm_pipeline._batch._session import BatchSession
 from mm_pipeline._exceptions import InvalidInputError
-from mm_pipeline._frames import FAILED_SCHEMA, PAIR_COLUMNS, RANKED_SCHEMA, ROW
+from mm_pipeline._frames import (
+    FAILED_SCHEMA,
+    FAILED_WITH_ROW,
+    RANKED_SCHEMA,
+    RANKED_WITH_ROW,
+    ROW,
+)
 from mm_pipeline._normalize import OnInvalid, prepare
 from mm_pipeline._plan import GROUP_KEYS
 from mm_pipeline._redact import get_logger
@@ -70,7 +82,7 @@ from mm_pipeline._redact import get_logger
 if TYPE_CHECKING:
     from mm_pipeline._session import Session
 
-__all__ = ["LargeCounts", "LargeOutcome", "prepare_buckets", "rank_to_parquet"]
+__all__ = ["CompleteOnline", "LargeCounts", "LargeOutcome", "prepare_buckets", "rank_to_parquet"]
 
 log = get_logger("mm_pipeline.batch")
 
@@ -83,6 +95,13 @@ _RESULT_COUNTS: Final = (
     "locations_unconfirmed",
 )
 
+CompleteOnline = Callable[
+    [pl.DataFrame, pl.DataFrame], Awaitable[tuple[pl.DataFrame, pl.DataFrame]]
+]
+"""Rank a bucket's pairs without a zip online, given the pre-ranked (batch) pairs of their
+vehicles; return the ranked and the failed pairs, both with ``_row`` (the router's, passed in:
+the batch route does not import the online one)."""
+
 
 @dataclass(kw_only=True)
 class LargeCounts:
@@ -94,12 +113,13 @@ class LargeCounts:
     conflicts: int = 0
     pairs: int = 0
     groups: int = 0
-    sent: list[Path] = field(default_factory=list)
-    """The ``sent`` Parquet file of each bucket that has pairs, in bucket order."""
-    sent_buckets: list[int] = field(default_factory=list)
-    """The bucket of each ``sent`` file."""
+    sent: dict[int, Path] = field(default_factory=dict)
+    """The ``sent`` Parquet file of each bucket that has pairs for batch jobs, by bucket."""
+    online: dict[int, Path] = field(default_factory=dict)
+    """The ``online`` Parquet file of each bucket that has pairs without a zip, by bucket."""
     sent_rows: int = 0
     sent_vins: int = 0
+    online_rows: int = 0
 
 
 def _global_rows(frame: pl.DataFrame, rows: pl.Series) -> pl.DataFrame:
@@ -117,22 +137,6 @@ def _global_rows(frame: pl.DataFrame, rows: pl.Series) -> pl.DataFrame:
     )
 
 
-def _zip_required(pairs: pl.DataFrame) -> pl.DataFrame:
-    return pairs.select(
-        *PAIR_COLUMNS,
-        pl.lit(None, pl.Float64).alias("vin_score"),
-        pl.lit(None, pl.Float64).alias("dealer_ymm_score"),
-        pl.lit(None, pl.UInt32).alias("vin_rank"),
-        pl.lit("zip_required").alias("error_code"),
-        pl.format(
-            "row {}: a batch file names dealers by source and zip; with output= every pair "
-            "needs a zip (rank pairs known by mc_location_id alone without output=)",
-            ROW,
-        ).alias("error_message"),
-        ROW,
-    )
-
-
 def prepare_buckets(
     buckets: Buckets,
     work: Path,
@@ -144,7 +148,7 @@ def prepare_buckets(
 
     Invalid rows are failed (``invalid_input``) whatever ``on_invalid`` says; the caller
     raises afterwards when it must. Pairs without a ``zip`` cannot go in a batch file: they
-    are failed with ``zip_required``.
+    are kept in the bucket's ``online`` file.
     """
     counts = LargeCounts(rows=buckets.rows)
     work.mkdir(parents=True, exist_ok=True)
@@ -162,7 +166,10 @@ def prepare_buckets(
         counts.groups += pairs.select(pl.struct(GROUP_KEYS["dealers"]).n_unique()).item()
         no_zip = pairs.get_column("zip").is_null()
         if no_zip.any():
-            failed.write(_zip_required(pairs.filter(no_zip)))
+            online = pairs.filter(no_zip)
+            counts.online[index] = work / f"online-{index:05d}.parquet"
+            online.write_parquet(counts.online[index], compression="lz4")
+            counts.online_rows += online.height
             pairs = pairs.filter(~no_zip)
         pairs, conflicts = split_conflicts(pairs)
         counts.conflicts += conflicts.height
@@ -171,10 +178,8 @@ def prepare_buckets(
         counts.sent_rows += pairs.height
         counts.sent_vins += pairs.get_column("vin").n_unique()
         if pairs.height:
-            path = work / f"sent-{index:05d}.parquet"
-            pairs.write_parquet(path, compression="lz4")
-            counts.sent.append(path)
-            counts.sent_buckets.append(index)
+            counts.sent[index] = work / f"sent-{index:05d}.parquet"
+            pairs.write_parquet(counts.sent[index], compression="lz4")
     return counts
 
 
@@ -220,34 +225,68 @@ async def _run_jobs(
     return job_ids, parsed, failures
 
 
-def _map_bucket(
-    sent: Path,
-    index: int,
-    *,
-    parsed: list[Path],
-    job_ids: list[str],
-    failures: list[JobRun],
-    batch: BatchCounts,
-    outputs: tuple[ParquetAppender, ParquetAppender],
-) -> None:
-    """Map one bucket's pairs to the result rows of its VINs (the in-memory map-back)."""
+@dataclass(frozen=True, kw_only=True)
+class _Mapping:
+    """What every bucket's map-back reads: the jobs, their parsed results and failures."""
+
+    parsed: list[Path]
+    job_ids: list[str]
+    failures: list[JobRun]
+    batch: BatchCounts
+
+
+def _map_bucket(sent: Path, index: int, jobs: _Mapping) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Map one bucket's pairs to the result rows of its VINs (the in-memory map-back).
+
+    Returns the bucket's sent pairs, ranked (batch ranks, one order per VIN) and failed.
+    """
     pairs = pl.read_parquet(sent)
     answers = (
-        [pl.scan_parquet(parsed).filter(pl.col(BUCKET) == index).drop(BUCKET).collect()]
-        if parsed
+        [pl.scan_parquet(jobs.parsed).filter(pl.col(BUCKET) == index).drop(BUCKET).collect()]
+        if jobs.parsed
         else []
     )
     job_failures = [
         frame
-        for f in failures
+        for f in jobs.failures
         if f.error is not None
         and (frame := _job_failed(pairs, f.batch_file, f.job, f.error)).height
     ]
     bucket = BatchCounts()
-    ranked, failed = _map_back(pairs, job_ids, answers, job_failures, bucket)
+    ranked, failed = _map_back(pairs, jobs.job_ids, answers, job_failures, bucket)
     for name in _RESULT_COUNTS:  # the map-back sets these per call: add them up
-        setattr(batch, name, getattr(batch, name) + getattr(bucket, name))
-    outputs[0].write(_per_vehicle(ranked))
+        setattr(jobs.batch, name, getattr(jobs.batch, name) + getattr(bucket, name))
+    return ranked, failed
+
+
+async def _finish_bucket(
+    index: int,
+    *,
+    counts: LargeCounts,
+    jobs: _Mapping,
+    complete_online: CompleteOnline,
+    outputs: tuple[ParquetAppender, ParquetAppender],
+) -> None:
+    """Write one bucket's ranked and failed pairs: its batch ranks, completed online if need be.
+
+    Ranked pairs come vehicle by vehicle (by first input row), each in rank order.
+    """
+    sent = counts.sent.get(index)
+    ranked = pl.DataFrame(schema=RANKED_WITH_ROW)
+    failed = pl.DataFrame(schema=FAILED_WITH_ROW)
+    if sent is not None:
+        ranked, failed = await asyncio.to_thread(_map_bucket, sent, index, jobs)
+    ranked = _per_vehicle(ranked)
+    if index in counts.online:
+        online_pairs = pl.read_parquet(counts.online[index])
+        sent_pairs = pl.read_parquet(sent) if sent is not None else online_pairs.clear()
+        ranked, preranked = split_preranked(ranked, online_pairs, sent_pairs)
+        online_ranked, online_failed = await complete_online(online_pairs, preranked)
+        ranked = _in_vehicle_order(
+            pl.concat([_typed(frame, RANKED_WITH_ROW) for frame in (ranked, online_ranked)])
+        )
+        failed = pl.concat([_typed(frame, FAILED_WITH_ROW) for frame in (failed, online_failed)])
+    outputs[0].write(ranked)
     outputs[1].write(failed.sort(ROW))
 
 
@@ -259,6 +298,7 @@ async def rank_to_parquet(
     options: BatchOptions,
     on_invalid: OnInvalid,
     progress: bool | None,
+    complete_online: CompleteOnline,
     bucket_rows: int | None = None,
     rows: int | None = None,
 ) -> LargeOutcome:
@@ -304,7 +344,7 @@ async def rank_to_parquet(
         files = (
             await asyncio.to_thread(
                 write_batch_files,
-                pl.scan_parquet(counts.sent),
+                pl.scan_parquet(list(counts.sent.values())),
                 work / "upload",
                 max_file_bytes=options.max_file_bytes,
             )
@@ -321,15 +361,13 @@ async def rank_to_parquet(
             buckets=buckets.count,
             batch=batch,
         )
-        for path, index in zip(counts.sent, counts.sent_buckets, strict=True):
-            await asyncio.to_thread(
-                _map_bucket,
-                path,
+        jobs = _Mapping(parsed=parsed, job_ids=job_ids, failures=failures, batch=batch)
+        for index in sorted(counts.sent.keys() | counts.online.keys()):
+            await _finish_bucket(
                 index,
-                parsed=parsed,
-                job_ids=job_ids,
-                failures=failures,
-                batch=batch,
+                counts=counts,
+                jobs=jobs,
+                complete_online=complete_online,
                 outputs=(ranked_out, failed_out),
             )
         batch.jobs = len(job_ids)
@@ -352,11 +390,20 @@ def _per_vehicle(ranked: pl.DataFrame) -> pl.DataFrame:
     the VIN's (exact) order.
     """
     keys = list(GROUP_KEYS["dealers"])
+    return _in_vehicle_order(
+        ranked.with_columns(pl.col("vin_rank").rank("ordinal").over(keys).cast(pl.UInt32))
+    )
+
+
+def _typed(frame: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
+    return frame.select(schema.names()).cast(schema)
+
+
+def _in_vehicle_order(ranked: pl.DataFrame) -> pl.DataFrame:
+    """Order ranked pairs vehicle by vehicle (by first input row), each in rank order."""
+    keys = list(GROUP_KEYS["dealers"])
     return (
-        ranked.with_columns(
-            pl.col("vin_rank").rank("ordinal").over(keys).cast(pl.UInt32),
-            pl.col(ROW).min().over(keys).alias("_group"),
-        )
+        ranked.with_columns(pl.col(ROW).min().over(keys).alias("_group"))
         .sort("_group", "vin_rank")
         .drop("_group")
     )

@@ -23,6 +23,7 @@ from tests.conftest import (
 )
 
 KEY = ["vin", "price", "miles", "source", "zip"]
+VEHICLE_KEYS = ["vin", "price", "miles"]
 
 
 def _pairs(vehicles: int, dealers: int) -> pl.DataFrame:
@@ -204,3 +205,78 @@ def test_auto_takes_the_bucketed_route_past_the_threshold(
     assert result.stats.mode == "batch"
     assert len(result.stats.batch_job_ids) == 1
     assert result.stats.ranked == result.ranked.select(pl.len()).collect().item() > 0
+
+
+def test_dealers_known_by_id_alone_are_completed_online_as_in_memory(
+    client: mm.MarketMatchClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pairs without a zip are ranked online with their vehicle's batch order, bucket by bucket.
+
+    30 vehicles x (25 rooftops by zip + 3 by mc_location_id alone), and 2 vehicles with
+    id-only rooftops alone (ranked online, no batch order to merge): the same frames, ranks
+    and counts as the in-memory route.
+    """
+    rooftops = Market.default().dealers.select("source", "zip", "mc_location_id")
+    by_zip = rooftops.head(25).with_columns(pl.lit(None, pl.String).alias("mc_location_id"))
+    by_id = rooftops.slice(25, 3).with_columns(pl.lit(None, pl.String).alias("zip"))
+    cars = pl.DataFrame(
+        {
+            "vin": make_vins(32),
+            "price": [15_000 + 37 * i for i in range(32)],
+            "miles": [1_000 + 29 * i for i in range(32)],
+        }
+    )
+    pairs = pl.concat(
+        [
+            cars.head(30).join(pl.concat([by_zip, by_id]), how="cross"),
+            cars.tail(2).join(by_id, how="cross"),
+        ]
+    ).sample(fraction=1.0, shuffle=True, seed=3)
+    in_memory = mm.rank_dealers(
+        pairs, client=client, mode="batch", progress=False, cache_dir=tmp_path / "a"
+    )
+    monkeypatch.setattr(_large, "BUCKET_ROWS", 150)
+    result = mm.rank_dealers(
+        pairs.lazy(),
+        client=client,
+        mode="batch",
+        progress=False,
+        cache_dir=tmp_path / "b",
+        output=tmp_path / "out",
+    )
+    ranked = result.ranked.collect()
+    assert result.failed.collect().height == 0
+    assert _sorted(ranked).equals(_sorted(in_memory.ranked))
+    assert ranked.filter(pl.col("zip").is_null()).height == 0  # the API names each rooftop
+    assert ranked.height == pairs.height
+    stats, expected = result.stats, in_memory.stats
+    assert stats.mode == expected.mode == "online+batch"
+    assert stats.merge_requests == expected.merge_requests == 30  # the 2 id-only: no merge
+    assert (stats.ranked, stats.failed) == (pairs.height, 0)
+    assert (
+        ranked.group_by(VEHICLE_KEYS)
+        .agg((pl.col("vin_rank").sort() == pl.int_range(1, pl.len() + 1)).all())
+        .get_column("vin_rank")
+        .all()
+    )
+
+
+def test_pairs_all_without_a_zip_submit_no_job(
+    client: mm.MarketMatchClient, clean_sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """Every rooftop known by mc_location_id alone: no bucket sends a batch file, all online."""
+    by_id = (
+        Market.default()
+        .dealers.slice(40, 4)
+        .select("source", pl.lit(None, pl.String).alias("zip"), "mc_location_id")
+    )
+    cars = pl.DataFrame({"vin": make_vins(6), "price": [20_000] * 6, "miles": [5_000] * 6})
+    pairs = cars.join(by_id, how="cross")
+    expected = mm.rank_dealers(pairs, client=client, mode="online", progress=False)
+    result = mm.rank_dealers(
+        pairs.lazy(), client=client, mode="batch", progress=False, output=tmp_path / "out"
+    )
+    assert server_jobs(clean_sandbox) == []
+    assert result.stats.batch_job_ids == ()
+    assert _sorted(result.ranked.collect()).equals(_sorted(expected.ranked))
+    assert result.stats.ranked == pairs.height
