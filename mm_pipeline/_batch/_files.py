@@ -12,9 +12,10 @@ is what makes batch submissions idempotent across reruns.
 
 When the compressed file would exceed a cap, the frame is split into several files by VIN (a
 VIN's rows are never divided, since the API ranks the dealers of each VIN across its rows): the
-size per row is estimated from a first slice, VINs are assigned to files in order of first
-appearance, and every file is checked against the cap after writing (with a smaller target and
-a rewrite when one is over).
+size per row is estimated from a first slice, VINs are packed into files in the order of a hash
+of the VIN (so a row finds its file by a binary search of its VIN's hash among the files' first
+hashes, with no lookup table to join), and every file is checked against the cap after writing
+(with a smaller target and a rewrite when one is over).
 
 A frame or a lazy frame over files larger than memory is written the same way and never
 collected: one streaming pass over ``vin`` counts each VIN's rows (memory: one row per VIN),
@@ -57,6 +58,7 @@ DEFAULT_MAX_FILE_BYTES: Final = 100 * 1024 * 1024
 _SLICE_ROWS: Final = 131_072
 _SAMPLE_ROWS: Final = 20_000
 _FILL: Final = 0.92  # target fraction of the cap when splitting (the estimate is not exact)
+_HASH: Final = "_vin_hash"
 _GZIP_LEVEL: Final = 1
 _READ_BLOCK: Final = 1 << 20
 
@@ -143,16 +145,27 @@ def _batch_lazy(pairs: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
+def _vin_hash() -> pl.Expr:
+    """Return the hash VINs are packed by (deterministic for a given polars version)."""
+    return pl.col("vin").hash(seed=0).alias(_HASH)
+
+
 def _vin_counts(lazy: pl.LazyFrame) -> pl.DataFrame:
-    """Rows per VIN, VINs in order of first appearance (one streaming pass over ``vin``)."""
+    """Rows per VIN with its hash, in hash order (one streaming pass over ``vin``)."""
     return (
         lazy.select("vin")
-        .with_row_index("_first")
         .group_by("vin")
-        .agg(pl.col("_first").min(), pl.len())
-        .sort("_first")
-        .select("vin", "len")
+        .agg(pl.len())
+        .with_columns(_vin_hash())
+        .sort(_HASH, "vin")
         .collect(engine="streaming")
+    )
+
+
+def _first_hashes(assignment: pl.DataFrame) -> pl.Series:
+    """Return each file's smallest VIN hash but the first's (a row's file: how many are <= its)."""
+    return (
+        assignment.group_by("part").agg(pl.col(_HASH).min()).sort("part").get_column(_HASH).slice(1)
     )
 
 
@@ -161,23 +174,24 @@ def _stream_parts(
 ) -> list[BatchFile]:
     """Write the rows of ``lazy`` into one file per path in one streaming pass.
 
-    ``assignment`` maps each ``vin`` to its file's index (``part``); ``None``: one file. Rows
-    keep their order within a file; nulls are counted as the batches pass and refused at the
-    end (the files are then removed).
+    ``assignment`` maps each ``vin`` (and its hash) to its file's index (``part``), the files
+    holding consecutive runs of hashes; ``None``: one file. Rows keep their order within a
+    file; nulls are counted as the batches pass and refused at the end (the files are then
+    removed).
     """
     sinks = [_GzipHashSink(path) for path in paths]
+    bounds = None if assignment is None else _first_hashes(assignment)
     rows = [0] * len(paths)
     nulls = dict.fromkeys(BATCH_COLUMNS, 0)
     try:
         for batch in lazy.collect_batches(chunk_size=_SLICE_ROWS, engine="streaming"):
             for name, count in batch.null_count().row(0, named=True).items():
                 nulls[name] += count
-            if assignment is None:
+            if bounds is None:
                 pieces = {0: batch}
             else:
-                parts = batch.select("vin").join(
-                    assignment, on="vin", how="left", maintain_order="left"
-                )["part"]
+                vin_hash = batch.select(_vin_hash()).to_series()
+                parts = bounds.search_sorted(vin_hash, side="right").alias("part")
                 pieces = {
                     int(key[0]): piece
                     for key, piece in batch.with_columns(parts)
@@ -322,15 +336,19 @@ def _target_rows(per_row: float, max_file_bytes: int) -> int:
 
 
 def _assign(counts: pl.DataFrame, *, target_rows: int) -> pl.DataFrame:
-    """Assign VINs (in order of first appearance) to files of about ``target_rows`` rows."""
+    """Pack VINs (in hash order) into files of about ``target_rows`` rows.
+
+    A file starts only where the hash changes, so VINs sharing a hash share a file.
+    """
     part: list[int] = []
-    current, filled = 0, 0
-    for count in counts.get_column("len"):
-        if filled and filled + count > target_rows:
+    current, filled, previous = 0, 0, None
+    for count, vin_hash in counts.select("len", _HASH).iter_rows():
+        if filled and filled + count > target_rows and vin_hash != previous:
             current, filled = current + 1, 0
         part.append(current)
         filled += count
-    return counts.select("vin", pl.Series("part", part, dtype=pl.UInt32))
+        previous = vin_hash
+    return counts.select("vin", _HASH, pl.Series("part", part, dtype=pl.UInt32))
 
 
 def sha256_file(path: Path) -> str:
