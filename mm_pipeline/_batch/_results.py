@@ -39,6 +39,14 @@ _PIECE_BYTES: Final = 1 << 19  # most decompressed bytes per zlib call
 _PARSE_BLOCK: Final = 2 << 20  # decompressed bytes parsed at a time
 _GZIP_MAGIC: Final = b"\x1f\x8b"
 
+_NUMBERS: Final[dict[str, pl.DataType]] = {
+    "price": pl.Int64(),
+    "miles": pl.Int64(),
+    "vin_score": pl.Float64(),
+    "dealer_ymm_score": pl.Float64(),
+    "vin_rank": pl.UInt32(),
+}
+"""The number columns of a result file (canonical names) and their types."""
 _MIN_RUN: Final = 4  # rows per VIN run, on average, from which _vins shares the text
 _Case = Literal["upper", "lower"] | None
 
@@ -225,6 +233,29 @@ def _csv_blocks(pieces: Iterable[bytes], block_bytes: int) -> Iterator[bytes]:
         yield header + rest
 
 
+def _number_columns(block: bytes) -> dict[str, pl.DataType]:
+    """Map the header's number columns (as the file spells them) to their types."""
+    header = pl.read_csv(block[: _header_end(block) or len(block)], infer_schema=False, n_rows=0)
+    return {
+        name: _NUMBERS[column_key(name)] for name in header.columns if column_key(name) in _NUMBERS
+    }
+
+
+def _read_block(block: bytes, numbers: dict[str, pl.DataType]) -> pl.DataFrame:
+    """Read a block: number columns typed by the CSV reader when every value is a plain number.
+
+    Otherwise (``"20000.0"`` for a whole number, blanks around a value, a negative rank) the
+    block is read as text and :func:`_number` applies the tolerant rules; both readings give
+    the same values, since a value the CSV reader takes is one the text rules take alike.
+    """
+    if numbers:
+        try:
+            return pl.read_csv(block, infer_schema=False, schema_overrides=numbers)
+        except pl.exceptions.ComputeError:
+            pass
+    return pl.read_csv(block, infer_schema=False)
+
+
 def _result_columns(raw: pl.DataFrame, path: Path) -> pl.DataFrame:
     """Rename a raw block's columns to their canonical names; refuse a file lacking some."""
     raw = raw.rename({name: column_key(name) for name in raw.columns})
@@ -370,8 +401,11 @@ def result_blocks(path: Path, block_bytes: int = _PARSE_BLOCK) -> Generator[pl.D
             else iter(functools.partial(handle.read, piece_bytes), b"")
         )
         with contextlib.closing(_read_ahead(_csv_blocks(pieces, block_bytes))) as blocks:
+            numbers: dict[str, pl.DataType] | None = None
             for block in blocks:
                 empty = False
-                yield _typed(_result_columns(pl.read_csv(block, infer_schema=False), path))
+                if numbers is None:
+                    numbers = _number_columns(block)
+                yield _typed(_result_columns(_read_block(block, numbers), path))
     if empty:
         raise ValueError(f"{path.name} is not a MarketMatch result file: it is empty")

@@ -425,6 +425,43 @@ def test_blocks_parse_like_the_whole_text(
     assert pl.concat(parsed).equals(pl.read_csv(whole, infer_schema=False))
 
 
+_NUMBER_CELL = st.one_of(
+    st.integers(min_value=-5, max_value=10**12).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.sampled_from(["", " 7 ", "20000.0", "1e3", "+4", "0x10", "007", "4294967296", "-0"]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(cells=st.lists(st.tuples(_NUMBER_CELL, _NUMBER_CELL, _NUMBER_CELL), min_size=1, max_size=4))
+def test_numbers_typed_by_the_csv_reader_equal_the_text_rules(
+    cells: list[tuple[str, str, str]],
+) -> None:
+    """A block whose numbers the CSV reader types gives what the tolerant text rules give."""
+    lines = [
+        f"V{i}X,a.com,30907,{price},{score},{rank}," for i, (price, score, rank) in enumerate(cells)
+    ]
+    block = ("vin,source,zip,price,vin_score,vin_rank,error\n" + "\n".join(lines) + "\n").encode()
+    numbers = _results._number_columns(block)
+    assert sorted(numbers) == ["price", "vin_rank", "vin_score"]
+    fast = _results._read_block(block, numbers)
+    text = pl.read_csv(block, infer_schema=False)
+    path = Path("r.csv")
+    typed_fast = _results._typed(_results._result_columns(fast, path))
+    assert typed_fast.equals(_results._typed(_results._result_columns(text, path)))
+
+
+def test_plain_numbers_are_typed_by_the_reader_and_odd_ones_fall_back_to_text() -> None:
+    """The fast reading applies to plain numbers only; a block with "20000.0" is read as text."""
+    header = "VIN,Source,zip,Price,vin_score,vin_rank,error\n"
+    numbers = _results._number_columns(header.encode())
+    assert numbers == {"Price": pl.Int64(), "vin_score": pl.Float64(), "vin_rank": pl.UInt32()}
+    plain = _results._read_block(f"{header}A,a.com,1,20000,1.5,3,\n".encode(), numbers)
+    assert plain.schema["Price"] == pl.Int64()
+    odd = _results._read_block(f"{header}A,a.com,1,20000.0,1.5,3,\n".encode(), numbers)
+    assert odd.schema["Price"] == pl.String()
+
+
 def test_empty_file_is_refused(tmp_path: Path) -> None:
     """An empty result file (no header at all) is refused with a message saying so."""
     path = _gzip_file(tmp_path / "r.csv.gz", b"")
