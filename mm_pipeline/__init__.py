@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import inspect
 from typing import TYPE_CHECKING, Any
 
 from mm_pipeline import _namespace, webhooks
@@ -102,10 +103,11 @@ __all__ = [
     "webhooks",
 ]
 
-# Reprs, tracebacks and docs say ``mm_pipeline.MarketMatchClient``, as httpx does.
+# Reprs, tracebacks and docs say ``mm_pipeline.MarketMatchClient`` and
+# ``mm_pipeline.rank_dealers``, as httpx does.
 for _name in __all__:
     _public = globals().get(_name)
-    if isinstance(_public, type):
+    if isinstance(_public, type) or inspect.isfunction(_public):
         _public.__module__ = "mm_pipeline"
 del _name, _public, _namespace  # the namespace registers itself on import
 

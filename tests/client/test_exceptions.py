@@ -203,3 +203,13 @@ def test_public_names_say_mm_pipeline(name: str) -> None:
     """Re-exported classes report `mm_pipeline` as their module, as httpx's do."""
     assert name in mm.__all__
     assert getattr(mm, name).__module__ == "mm_pipeline"
+
+
+@pytest.mark.parametrize(
+    "name", ["rank_dealers", "arank_dealers", "cross_pairs", "plan", "normalize", "assign"]
+)
+def test_public_functions_say_mm_pipeline(name: str) -> None:
+    """Re-exported functions report `mm_pipeline` too (reprs, docs, pickling by reference)."""
+    function = getattr(mm, name)
+    assert function.__module__ == "mm_pipeline"
+    assert pickle.loads(pickle.dumps(function)) is function  # noqa: S301 (our own bytes)
