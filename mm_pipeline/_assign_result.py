@@ -127,8 +127,8 @@ class AssignResult:
             ``vehicles`` and ``share`` (of the vehicles placed that way), ``capacity``.
         """
         dealers = self.dealers if top is None else self.dealers.head(top)
-        label = pl.coalesce(
-            pl.col("source") + pl.lit(" ") + pl.col("zip"),
+        label = pl.coalesce(  # a rooftop without a zip is told apart by its id
+            pl.col("source") + pl.lit(" ") + pl.coalesce("zip", "mc_location_id"),
             pl.col("source"),
             pl.col("mc_location_id"),
         )

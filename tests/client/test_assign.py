@@ -46,6 +46,15 @@ def test_capacity_frame_matches_by_id_then_zip_then_source_with_a_default() -> N
     assert mm.assign(frame, capacity=capacity, default_capacity=1).stats.placed == 4
 
 
+def test_concentration_tells_apart_rooftops_without_a_zip() -> None:
+    """Two rooftops of one website without a zip get two bars, labelled by their ids."""
+    frame = ranked(("V1", "a.com", 1, True), ("V2", "a.com", 1, True)).with_columns(
+        pl.lit(None, pl.String).alias("zip"), pl.Series("mc_location_id", ["loc-1", "loc-2"])
+    )
+    chart = mm.assign(frame, capacity=1).concentration()
+    assert sorted(set(chart["dealer"])) == ["a.com loc-1", "a.com loc-2"]
+
+
 def test_max_rank_widens_and_narrows_the_candidates() -> None:
     """By default only exact ranks are candidates; max_rank takes every rank up to it."""
     frame = ranked(
