@@ -45,6 +45,7 @@ __all__ = [
     "ALL_ASSETS",
     "GROUP",
     "PARTITIONS",
+    "SPILL_DIR",
     "best_placement",
     "placement",
     "placement_plan",
@@ -56,6 +57,9 @@ PARTITIONS = DailyPartitionsDefinition(start_date="2026-01-01", end_offset=1)
 """One partition per day, up to and including today (``end_offset=1``)."""
 
 _KINDS = {"polars", "parquet"}
+SPILL_DIR = "data/.mm_spill"
+"""Where the placement step ranks through Parquet files, one folder per run, removed once stored
+(relative to the working directory, beside the resource's answer cache ``data/.mm_cache``)."""
 
 
 def _source_asset(
@@ -107,9 +111,11 @@ acquisition_candidates = _source_asset(
 )
 
 # Placement: every vehicle against every candidate dealer, online or by batch job (the
-# resource's `mode`); the batch job's client reference is mm-placement-<day>. Then the plan:
-# each vehicle to one dealer, within the `capacity` column of candidate_dealers (the sample's
-# capacities place about 90 % of the vehicles; the placed_share check wants 85 %).
+# resource's `mode`); the batch job's client reference is mm-placement-<day>. In bounded memory:
+# the day's pairs are crossed lazily and ranked through Parquet files under SPILL_DIR (removed
+# once the IO manager has sunk them to data/placement/...), so a day of 10M pairs fits. Then the
+# plan: each vehicle to one dealer, within the `capacity` column of candidate_dealers (the
+# sample's capacities place about 90 % of the vehicles; the placed_share check wants 85 %).
 placement, placement_plan = rank_dealers_assets(
     name="placement",
     vehicles=vehicles,
@@ -117,6 +123,7 @@ placement, placement_plan = rank_dealers_assets(
     partitions_def=PARTITIONS,
     group_name=GROUP,
     assign=PlacementPlan(capacity=candidate_dealers, min_placed_share=0.85),
+    spill_dir=SPILL_DIR,
 )
 # Sourcing: each dealer's acquisition candidates, online.
 (sourcing,) = rank_vins_assets(

@@ -9,6 +9,8 @@ concurrency pool. They need a :class:`MarketMatchResource` (under ``marketmatch`
 :class:`RankingComponent` is the same step as a Dagster Component, configured in YAML.
 ``assign=PlacementPlan(capacity=...)`` adds a placement plan downstream of a ``rank_dealers``
 step: each vehicle to one dealer under dealer capacity (``mm.assign``), with its own checks.
+``spill_dir=`` makes a ``rank_dealers`` step rank more pairs than fit in memory: through
+``mm.rank_dealers(..., output=...)``, its outputs LazyFrames the IO manager sinks.
 
 Examples
 --------

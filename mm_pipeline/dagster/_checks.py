@@ -2,6 +2,8 @@
 
 Each ranking asset declares these checks with ``check_specs=`` and yields their results right
 after its outputs: a plain ``@asset_check`` on a partitioned asset would load every partition.
+The result frames may be LazyFrames (a ranking with ``output=``, larger than memory): each check
+is a lazy aggregate (a count, the first offending rows), never a collect of a whole frame.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 import polars as pl
 from dagster import AssetCheckResult, AssetCheckSpec, AssetKey, MetadataValue
 
-from mm_pipeline.dagster._metadata import preview
+from mm_pipeline.dagster._metadata import Frame, count_rows, preview
 
 __all__ = ["RANKING_CHECKS", "SCORE_RANGE", "ranking_check_results", "ranking_check_specs"]
 
@@ -27,6 +29,8 @@ RANKING_CHECKS = {
     "ranks_contiguous": "Within every group, vin_rank runs 1..N without gaps or repeats.",
 }
 """Check name -> what it asserts (the same five on placement and sourcing)."""
+
+_SHOWN_GROUPS = 10
 
 
 def ranking_check_specs(asset: AssetKey | str) -> list[AssetCheckSpec]:
@@ -47,8 +51,8 @@ def ranking_check_results(
     asset: AssetKey | str,
     *,
     distinct_pairs: int,
-    ranked: pl.DataFrame,
-    failed: pl.DataFrame,
+    ranked: Frame,
+    failed: Frame,
     group_by: Sequence[str],
     max_failure_rate: float,
 ) -> list[AssetCheckResult]:
@@ -61,7 +65,8 @@ def ranking_check_results(
     distinct_pairs
         Distinct input pairs the ranking was given.
     ranked, failed
-        The result frames (``mm.schemas.RankedMatch`` / ``mm.schemas.FailedMatch``).
+        The result frames (``mm.schemas.RankedMatch`` / ``mm.schemas.FailedMatch``), in memory
+        or lazy (only counts and the first offending rows are collected).
     group_by
         Columns that identify a ranking group (a vehicle for placement, a rooftop for sourcing).
     max_failure_rate
@@ -73,25 +78,29 @@ def ranking_check_results(
         One result per check, in :data:`RANKING_CHECKS` order, with the offending rows (first
         ones) in the metadata of a failed check.
     """
+    ranked, failed = ranked.lazy(), failed.lazy()
+    keys = list(group_by)
     invalid = failed.filter(pl.col("error_code") == "invalid_input")
-    accounted = ranked.height + failed.height
-    rate = failed.height / distinct_pairs if distinct_pairs else 0.0
+    ranked_rows, failed_rows = count_rows(ranked), count_rows(failed)
+    accounted = ranked_rows + failed_rows
+    rate = failed_rows / distinct_pairs if distinct_pairs else 0.0
     low, high = SCORE_RANGE
     out_of_range = ranked.filter(
         ~pl.col("vin_score").is_between(low, high)
         | ~pl.col("dealer_ymm_score").is_between(low, high)
     )
-    broken_groups = (
-        ranked.group_by(group_by)
-        .agg(
-            ranks=pl.col("vin_rank").sort(),
-            contiguous=(
-                pl.col("vin_rank").sort() == pl.int_range(1, pl.len() + 1, dtype=pl.UInt32)
-            ).all(),
-        )
-        .filter(~pl.col("contiguous"))
-        .drop("contiguous")
-        .sort(group_by)
+    # Ranks 1..N without gaps or repeats <=> min 1, max N and N distinct ranks (N rows).
+    rank = pl.col("vin_rank")
+    per_group = ranked.group_by(keys).agg(
+        contiguous=(rank.min() == 1) & (rank.max() == pl.len()) & (rank.n_unique() == pl.len())
+    )
+    broken = per_group.filter(~pl.col("contiguous")).select(keys)
+    broken_groups = count_rows(broken)
+    broken_shown = (
+        ranked.join(broken.sort(keys).head(_SHOWN_GROUPS), on=keys, how="semi", nulls_equal=True)
+        .group_by(keys)
+        .agg(ranks=rank.sort())
+        .sort(keys)
     )
 
     def result(name: str, passed: bool, **metadata: Any) -> AssetCheckResult:
@@ -99,22 +108,23 @@ def ranking_check_results(
             asset_key=asset, check_name=name, passed=passed, metadata=dict(metadata)
         )
 
-    def offenders(key: str, frame: pl.DataFrame) -> dict[str, Any]:
-        return {key: preview(frame)} if frame.height else {}
+    def offenders(key: str, frame: pl.LazyFrame, rows: int) -> dict[str, Any]:
+        return {key: preview(frame)} if rows else {}
 
+    invalid_rows, rows_out_of_range = count_rows(invalid), count_rows(out_of_range)
     return [
         result(
             "inputs_valid",
-            invalid.is_empty(),
-            invalid_rows=invalid.height,
-            **offenders("invalid_preview", invalid),
+            not invalid_rows,
+            invalid_rows=invalid_rows,
+            **offenders("invalid_preview", invalid, invalid_rows),
         ),
         result(
             "complete",
             accounted == distinct_pairs,
             distinct_input_pairs=distinct_pairs,
-            ranked=ranked.height,
-            failed=failed.height,
+            ranked=ranked_rows,
+            failed=failed_rows,
         ),
         result(
             "failure_rate",
@@ -124,15 +134,15 @@ def ranking_check_results(
         ),
         result(
             "scores_in_range",
-            out_of_range.is_empty(),
-            rows_out_of_range=out_of_range.height,
-            **offenders("out_of_range_preview", out_of_range),
+            not rows_out_of_range,
+            rows_out_of_range=rows_out_of_range,
+            **offenders("out_of_range_preview", out_of_range, rows_out_of_range),
         ),
         result(
             "ranks_contiguous",
-            broken_groups.is_empty(),
-            groups=ranked.select(group_by).n_unique(),
-            broken_groups=broken_groups.height,
-            **offenders("broken_preview", broken_groups),
+            not broken_groups,
+            groups=count_rows(per_group),
+            broken_groups=broken_groups,
+            **offenders("broken_preview", broken_shown, broken_groups),
         ),
     ]

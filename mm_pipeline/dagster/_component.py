@@ -12,6 +12,7 @@
       daily_partitions: {start_date: "2026-01-01"}
       options: {mode: auto, exact_top_k: 5}
       assign: {capacity: my_rooftops, min_placed_share: 0.8}   # optional: placement_plan
+      spill_dir: data/.mm_spill     # optional: rank more pairs than fit in memory
 
 It builds exactly what :func:`rank_dealers_assets` / :func:`rank_vins_assets` build; the
 resource (``marketmatch``) and the IO manager come from the project's other definitions.
@@ -82,6 +83,11 @@ class RankingComponent(Component, Model, Resolvable):
         "(capacity: an int or a dealers asset key; default_capacity, cost (a column), "
         "max_rank, min_placed_share, suffix).",
     )
+    spill_dir: str | None = Field(
+        default=None,
+        description="rank_dealers only: rank more pairs than fit in memory, through Parquet "
+        "files in a folder under this one (removed once stored); see rank_dealers_assets.",
+    )
 
     def build_defs(self, context: ComponentLoadContext) -> Definitions:
         """Build the step's definitions with the factory (options are checked here)."""
@@ -102,6 +108,7 @@ class RankingComponent(Component, Model, Resolvable):
             if partitions is None
             else DailyPartitionsDefinition(**partitions.model_dump(exclude_none=True)),
             **({"pool": self.pool} if self.pool else {}),
+            **({"spill_dir": self.spill_dir} if self.spill_dir else {}),
         }
         if self.assign is not None:
             if self.step != "rank_dealers":

@@ -1,5 +1,9 @@
 """Dagster metadata built from polars frames, pandera models and ranking results.
 
+Frames may be DataFrames or LazyFrames (a ranking's ``RankResult`` with ``output=``: scans of
+Parquet files that need not fit in memory): everything here is computed as small lazy
+aggregates (counts, the first rows, a histogram), never by collecting a whole frame.
+
 Nothing here ever sees the API key: results and frames carry none, and the client is not
 touched.
 """
@@ -21,6 +25,7 @@ from dagster import (
 import mm_pipeline as mm
 
 __all__ = [
+    "count_rows",
     "plan_metadata",
     "plan_summary",
     "preview",
@@ -36,6 +41,24 @@ _PAIR_COLUMNS = ("vin", "price", "miles", "source", "zip", "mc_location_id")
 _SHOWN = ("vin", "source", "zip")
 _BAR = 30
 _LABELS = ("groups", "candidates")
+
+Frame = pl.DataFrame | pl.LazyFrame
+
+
+def _small(frame: pl.LazyFrame) -> pl.DataFrame:
+    """Collect a small aggregate (a count, a head, a histogram) with the streaming engine."""
+    return frame.collect(engine="streaming")
+
+
+def count_rows(frame: Frame) -> int:
+    """Count the rows of ``frame`` without collecting it (a Parquet scan reads the footers).
+
+    Examples
+    --------
+    >>> count_rows(pl.LazyFrame({"vin": ["A", "B"]}))
+    2
+    """
+    return int(_small(frame.lazy().select(pl.len())).item())
 
 
 def schema_metadata(
@@ -79,8 +102,10 @@ def schema_metadata(
     return {"dagster/column_schema": MetadataValue.table_schema(schema)}
 
 
-def preview(frame: pl.DataFrame, *, rows: int = _PREVIEW_ROWS) -> MetadataValue:
+def preview(frame: Frame, *, rows: int = _PREVIEW_ROWS) -> MetadataValue:
     """Render the first ``rows`` rows as a markdown table (Dagster renders it in the UI).
+
+    A LazyFrame is read up to its first ``rows`` rows only.
 
     Examples
     --------
@@ -98,19 +123,24 @@ def preview(frame: pl.DataFrame, *, rows: int = _PREVIEW_ROWS) -> MetadataValue:
         tbl_width_chars=10_000,
         fmt_str_lengths=80,
     ):
-        return MetadataValue.md(str(frame.head(rows)))
+        return MetadataValue.md(str(_small(frame.lazy().head(rows))))
 
 
 def ranking_metadata(
-    result: mm.RankResult, *, group_by: Sequence[str], labels: tuple[str, str] = _LABELS
+    result: mm.RankResult[pl.DataFrame] | mm.RankResult[pl.LazyFrame],
+    *,
+    group_by: Sequence[str],
+    labels: tuple[str, str] = _LABELS,
 ) -> dict[str, Any]:
     """Materialization metadata of a ranking asset: summary, failures by code, stats, preview.
 
-    Row counts come from the IO manager (``dagster/row_count``); every field of
-    ``result.stats`` (requests, retries, batch job ids, elapsed, ...) is reported as
-    ``stats/<field>``; ``summary`` is :func:`ranking_summary`.
+    Row counts come from the IO manager (``dagster/row_count``) and from ``result.stats``
+    (``stats/ranked``, ``stats/failed``): every field of ``result.stats`` (requests, retries,
+    batch job ids, elapsed, ...) is reported as ``stats/<field>``; ``summary`` is
+    :func:`ranking_summary`. The result's frames may be LazyFrames (``output=``): only small
+    aggregates of them are collected.
     """
-    by_code = result.failed.group_by("error_code").len().sort("error_code").rows()
+    by_code = _small(result.failed.lazy().group_by("error_code").len().sort("error_code")).rows()
     stats = {
         f"stats/{name}": MetadataValue.json(list(value)) if isinstance(value, tuple) else value
         for name, value in result.stats.as_dict().items()
@@ -128,8 +158,8 @@ def _bar(count: int, largest: int) -> str:
 
 
 def ranking_summary(
-    ranked: pl.DataFrame,
-    failed: pl.DataFrame,
+    ranked: Frame,
+    failed: Frame,
     *,
     group_by: Sequence[str],
     labels: tuple[str, str] = _LABELS,
@@ -143,7 +173,7 @@ def ranking_summary(
     Parameters
     ----------
     ranked, failed
-        A ranking's result frames.
+        A ranking's result frames, in memory or lazy (only aggregates of them are collected).
     group_by
         The columns of a ranking group (the vehicle for ``rank_dealers``, the rooftop for
         ``rank_vins``); the other pair columns identify the ranked candidate.
@@ -163,29 +193,32 @@ def ranking_summary(
     | a | 2 | 100.0% |
     """
     group_label, candidate_label = labels
-    candidate = [c for c in _PAIR_COLUMNS if c in ranked.columns and c not in group_by]
+    ranked, failed = ranked.lazy(), failed.lazy()
+    columns = ranked.collect_schema().names()
+    candidate = [c for c in _PAIR_COLUMNS if c in columns and c not in group_by]
     shown = [c for c in candidate if c in _SHOWN]  # a rooftop by source + zip, a vehicle by vin
     best = ranked.filter(pl.col("vin_rank") == 1)
-    groups = best.height
+    groups = count_rows(best)
     lines = [
-        f"**{groups:,} {group_label} ranked**: {ranked.height:,} pairs, {failed.height:,} failed."
+        f"**{groups:,} {group_label} ranked**: {count_rows(ranked):,} pairs, "
+        f"{count_rows(failed):,} failed."
     ]
     if not (groups and candidate):
         return MetadataValue.md("\n".join(lines))
-    leaders = (
-        best.group_by(candidate)
-        .len("rank_1")
-        .sort(["rank_1", *candidate], descending=[True] + [False] * len(candidate))
+    leaders = best.group_by(candidate).len("rank_1")
+    top = _small(
+        leaders.sort(["rank_1", *candidate], descending=[True] + [False] * len(candidate)).head(
+            _TOP
+        )
     )
-    bins = best.select(
-        ((pl.col("dealer_ymm_score") - _LOW) // _STEP).clip(0, _BINS - 1).cast(pl.Int64)
-    )["dealer_ymm_score"].value_counts()
+    score_bin = ((pl.col("dealer_ymm_score") - _LOW) // _STEP).clip(0, _BINS - 1).cast(pl.Int64)
+    bins = _small(best.group_by(score_bin.alias("bin")).len())
     counts = dict(bins.iter_rows())
     largest = max(counts.values())
+    candidates = count_rows(ranked.select(candidate).unique())
     lines += [
         "",
-        f"Rank 1 goes to {leaders.height:,} of the {ranked.select(candidate).n_unique():,} "
-        f"{candidate_label} ranked.",
+        f"Rank 1 goes to {count_rows(leaders):,} of the {candidates:,} {candidate_label} ranked.",
         "",
         "Rank-1 dealer_ymm_score:",
         "",
@@ -202,7 +235,7 @@ def ranking_summary(
         f"| {' | '.join(shown)} | rank 1 | share |",
         f"|{'---|' * len(shown)}---:|---:|",
     ]
-    for row in leaders.head(_TOP).iter_rows(named=True):
+    for row in top.iter_rows(named=True):
         cells = " | ".join("" if row[c] is None else str(row[c]) for c in shown)
         lines.append(f"| {cells} | {row['rank_1']:,} | {row['rank_1'] / groups:.1%} |")
     return MetadataValue.md("\n".join(lines))

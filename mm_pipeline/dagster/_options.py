@@ -2,8 +2,9 @@
 
 The option names and types are read from the signatures of ``mm.rank_dealers`` and
 ``mm.rank_vins`` (every keyword-only parameter but ``client``, which the resource provides, and
-``output``: a step returns in-memory frames that its IO manager stores), so they follow the
-library; values are checked against the annotations with pydantic.
+``output``, which the step sets itself when the factory's ``spill_dir=`` asks for it: one folder
+per run, removed once the IO manager has stored the outputs), so they follow the library;
+values are checked against the annotations with pydantic.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import mm_pipeline as mm
 
 __all__ = ["ranking_options", "validate_options"]
 
-_PROVIDED = frozenset({"client", "output"})  # the resource's; the IO manager's
+_PROVIDED = frozenset({"client", "output"})  # the resource's; the step's (spill_dir=)
+_HINTS = {"output": "spill_dir= of the factory ranks through Parquet files"}
 
 
 @cache
@@ -66,6 +68,8 @@ def validate_options(function: Callable[..., Any], options: Mapping[str, Any]) -
         names = ", ".join(repr(name) for name in unknown)
         close = difflib.get_close_matches(unknown[0], known, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
+        if unknown[0] in _HINTS:
+            hint = f" ({_HINTS[unknown[0]]})"
         raise TypeError(
             f"mm.{function.__name__} has no option{'s' if len(unknown) > 1 else ''} {names}"
             f"{hint}; its options: {', '.join(known)}"

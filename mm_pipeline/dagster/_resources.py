@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, overload
 
 import polars as pl
 from dagster import ConfigurableResource
@@ -117,17 +117,35 @@ class MarketMatchResource(ConfigurableResource):  # type: ignore[type-arg]
             "max_requests": self.max_requests,
         }
 
-    def rank_dealers(self, pairs: pl.DataFrame | pl.LazyFrame, **options: Any) -> mm.RankResult:
+    @overload
+    def rank_dealers(
+        self, pairs: pl.DataFrame | pl.LazyFrame, *, output: None = None, **options: Any
+    ) -> mm.RankResult[pl.DataFrame]: ...
+    @overload
+    def rank_dealers(
+        self, pairs: pl.DataFrame | pl.LazyFrame, *, output: str | Path, **options: Any
+    ) -> mm.RankResult[pl.LazyFrame]: ...
+    def rank_dealers(
+        self,
+        pairs: pl.DataFrame | pl.LazyFrame,
+        *,
+        output: str | Path | None = None,
+        **options: Any,
+    ) -> mm.RankResult[pl.DataFrame] | mm.RankResult[pl.LazyFrame]:
         """``mm.rank_dealers`` with this resource's client and defaults, overridden by ``options``.
 
         The defaults: this resource's ``mode``, ``exact_top_k``, ``cache_dir`` (the answer
         cache, unless ``use_answer_cache`` is off), ``cache_ttl`` and ``max_requests``,
         ``on_invalid="fail"`` (invalid rows go to ``failed``, where the checks report them) and
         no progress bar. A ``client_reference`` names the batch job, so a retried run adopts the
-        job it started.
+        job it started. With ``output`` (a folder) the pairs stream through the library's
+        ``output=`` route and the result's frames are LazyFrames scanning the Parquet files
+        written there.
         """
-        defaults = {**self._defaults(), "mode": self.mode}
-        return mm.rank_dealers(pairs, client=self.client(), **{**defaults, **options})
+        merged = {**self._defaults(), "mode": self.mode, **options}
+        if output is None:
+            return mm.rank_dealers(pairs, client=self.client(), **merged)
+        return mm.rank_dealers(pairs, client=self.client(), output=output, **merged)
 
     def rank_vins(self, pairs: pl.DataFrame | pl.LazyFrame, **options: Any) -> mm.RankResult:
         """``mm.rank_vins`` (always online) with this resource's client and defaults.

@@ -1,4 +1,4 @@
-"""Upstream assets of a step: their keys, and their values as eager polars frames."""
+"""Upstream assets of a step: their keys, and their values as eager or lazy polars frames."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import polars as pl
-from dagster import AssetKey, AssetsDefinition, AssetSpec
+from dagster import AssetKey, AssetsDefinition, AssetSpec, DagsterType
 
-__all__ = ["UpstreamAsset", "asset_key", "eager"]
+__all__ = ["POLARS_FRAME", "UpstreamAsset", "asset_key", "eager", "lazy"]
 
 UpstreamAsset = AssetKey | str | Sequence[str] | AssetSpec | AssetsDefinition
 """An upstream asset: its key (``AssetKey``, ``"name"``, ``["prefix", "name"]``) or definition."""
@@ -30,6 +30,24 @@ def asset_key(upstream: UpstreamAsset, argument: str) -> AssetKey:
         raise TypeError(
             f"{argument}= takes an asset key or definition, got {type(upstream).__name__}"
         ) from exc
+
+
+POLARS_FRAME = DagsterType(
+    type_check_fn=lambda _context, value: isinstance(value, pl.DataFrame | pl.LazyFrame),
+    name="PolarsFrame",
+    description="A polars DataFrame or LazyFrame.",
+    typing_type=pl.LazyFrame,
+)
+"""The type of an input a step reads lazily: any polars frame passes; ``typing_type`` says
+``pl.LazyFrame``, so an IO manager that reads the annotation (``PolarsParquetIOManager``) scans
+its files instead of reading them whole."""
+
+
+def lazy(frame: Any, what: str) -> pl.LazyFrame:
+    """Return a LazyFrame over ``frame`` (a DataFrame or LazyFrame); refuse anything else."""
+    if isinstance(frame, pl.DataFrame | pl.LazyFrame):
+        return frame.lazy()
+    raise TypeError(f"{what}: expected a polars DataFrame or LazyFrame, got {type(frame).__name__}")
 
 
 def eager(frame: Any, what: str) -> pl.DataFrame:

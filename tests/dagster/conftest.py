@@ -47,6 +47,7 @@ class DailyRun:
 
     result: ExecuteInProcessResult
     data_dir: Path
+    work_dir: Path  # the working directory of the run (relative paths: the spill folder)
     event_log: list[str]  # every event log entry, serialized
     run_record: str  # the stored run, with its run config and tags, serialized
     python_logs: list[str]  # every Python log record emitted during the run
@@ -57,6 +58,7 @@ def daily_run(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Dai
     """The daily job run once in process, against the sandbox, on a slice of the sample data."""
     sandbox.reset()
     data_dir = tmp_path_factory.mktemp("data")
+    work_dir = tmp_path_factory.mktemp("work")
     records = _Records()
     root = logging.getLogger()
     previous_level = root.level
@@ -66,6 +68,7 @@ def daily_run(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Dai
         with pytest.MonkeyPatch.context() as mp, instance_for_test() as instance:
             for name, value in api_env_vars(sandbox).items():
                 mp.setenv(name, value)
+            mp.chdir(work_dir)
             result = run_daily(
                 PARTITION,
                 instance=instance,
@@ -78,4 +81,4 @@ def daily_run(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Dai
     finally:
         root.removeHandler(records)
         root.setLevel(previous_level)
-    return DailyRun(result, data_dir, event_log, run_record, records.lines)
+    return DailyRun(result, data_dir, work_dir, event_log, run_record, records.lines)

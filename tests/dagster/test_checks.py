@@ -6,7 +6,8 @@ import polars as pl
 import pytest
 from dagster import AssetCheckResult
 
-from mm_pipeline.dagster import RANKING_CHECKS, ranking_check_results
+import mm_pipeline as mm
+from mm_pipeline.dagster import RANKING_CHECKS, ranking_check_results, ranking_metadata
 
 RANKED = pl.DataFrame(
     {
@@ -31,8 +32,8 @@ VEHICLE = ("vin", "price", "miles")
 
 
 def _evaluate(
-    ranked: pl.DataFrame = RANKED,
-    failed: pl.DataFrame = FAILED,
+    ranked: pl.DataFrame | pl.LazyFrame = RANKED,
+    failed: pl.DataFrame | pl.LazyFrame = FAILED,
     *,
     distinct_pairs: int = 5,
     max_failure_rate: float = 0.25,
@@ -86,3 +87,30 @@ def test_failure_rate_threshold_is_inclusive() -> None:
     """1 failed of 5 passes at max 0.2 and fails at max 0.19."""
     assert _evaluate(max_failure_rate=0.2)["failure_rate"].passed
     assert not _evaluate(max_failure_rate=0.19)["failure_rate"].passed
+
+
+@pytest.mark.parametrize(
+    "ranked",
+    [
+        RANKED,
+        RANKED.with_columns(vin_rank=pl.Series([1, 3, 3, 1], dtype=pl.UInt32)),  # repeat + gap
+        RANKED.with_columns(dealer_ymm_score=pl.col("dealer_ymm_score") * 2),  # out of range
+    ],
+)
+def test_lazy_frames_give_what_data_frames_give(ranked: pl.DataFrame) -> None:
+    """Checks, summary and metadata of a LazyFrame result (output=) equal the in-memory ones."""
+    failed = pl.concat([FAILED, FAILED.with_columns(error_code=pl.lit("invalid_input"))])
+    eager = _evaluate(ranked, failed)
+    lazy = _evaluate(ranked.lazy(), failed.lazy())
+    assert {n: (r.passed, r.metadata) for n, r in lazy.items()} == {
+        n: (r.passed, r.metadata) for n, r in eager.items()
+    }
+    assert not eager["inputs_valid"].passed
+    stats = mm.RankStats(endpoint="dealers", mode="online", ranked=4, failed=2)
+    in_memory = ranking_metadata(mm.RankResult(ranked=ranked, failed=failed, stats=stats),
+                                 group_by=VEHICLE)  # fmt: skip
+    scanned = ranking_metadata(
+        mm.RankResult(ranked=ranked.lazy(), failed=failed.lazy(), stats=stats), group_by=VEHICLE
+    )
+    assert scanned == in_memory
+    assert "Rank 1 goes to 1 of the 3 candidates ranked." in in_memory["summary"].value

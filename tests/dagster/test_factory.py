@@ -229,6 +229,30 @@ def test_a_bad_option_fails_when_the_definitions_are_built(
         rank_dealers_assets(name="placement", pairs="pairs", **options)
 
 
+@pytest.mark.parametrize(
+    ("factory", "arguments", "message"),
+    [
+        (
+            rank_vins_assets,
+            {"spill_dir": "data/.mm_spill"},
+            "spill_dir= needs a ranking function with output=; mm.rank_vins ranks in memory only",
+        ),
+        (rank_dealers_assets, {"spill_dir": 3}, "spill_dir= takes a folder (str or Path), got int"),
+        (
+            rank_dealers_assets,
+            {"output": "data/out"},
+            "has no option 'output' (spill_dir= of the factory ranks through Parquet files)",
+        ),
+    ],
+)
+def test_spill_dir_is_checked_when_the_definitions_are_built(
+    factory: Any, arguments: dict[str, Any], message: str
+) -> None:
+    """spill_dir= only where the ranking function has output=, and only a folder; no output=."""
+    with pytest.raises(TypeError, match=re.escape(message)):
+        factory(name="step", pairs="pairs", **arguments)
+
+
 def test_rank_vins_has_no_mode() -> None:
     """rank_vins is online only: mode is not one of its options."""
     with pytest.raises(TypeError, match=r"mm.rank_vins has no option 'mode'"):
@@ -318,3 +342,21 @@ def test_the_readme_component_yaml_loads() -> None:
     defs = build_defs_for_component(RankingComponent.resolve_from_dict(document["attributes"]))
     assert {k.to_user_string() for a in defs.assets or [] if isinstance(a, AssetsDefinition)
             for k in a.keys} == {"placement", "placement_failures"}  # fmt: skip
+
+
+def _input_types(yaml_text: str) -> set[str]:
+    """The Dagster types of the inputs of the one ranking step a component YAML builds."""
+    defs = build_defs_for_component(RankingComponent.resolve_from_yaml(yaml_text))
+    (step,) = [a for a in defs.assets or [] if isinstance(a, AssetsDefinition)]
+    return {d.dagster_type.display_name for d in step.op.input_defs}
+
+
+def test_spill_dir_in_yaml_reads_the_upstream_assets_lazily() -> None:
+    """The component passes spill_dir on: inputs typed PolarsFrame (scanned by the IO manager)."""
+    assert _input_types(COMPONENT_YAML + "spill_dir: data/.mm_spill\n") == {"PolarsFrame"}
+    assert _input_types(COMPONENT_YAML) == {"Any"}
+    sourcing = RankingComponent.resolve_from_yaml(
+        "step: rank_vins\nname: sourcing\npairs: crm/buy_list\nspill_dir: data/.mm_spill\n"
+    )
+    with pytest.raises(TypeError, match=r"mm.rank_vins ranks in memory only"):
+        build_defs_for_component(sourcing)

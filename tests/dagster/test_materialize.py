@@ -18,7 +18,7 @@ from dagster import (
 
 import mm_pipeline as mm
 from dagster_defs import demo
-from dagster_defs.assets import ALL_ASSETS, candidate_dealers, placement, vehicles
+from dagster_defs.assets import ALL_ASSETS, SPILL_DIR, candidate_dealers, placement, vehicles
 from dagster_defs.demo import run_daily
 from mm_pipeline.dagster import (
     RANKING_CHECKS,
@@ -84,6 +84,16 @@ def test_materialization_metadata(daily_run: DailyRun) -> None:
     vehicles_md = materialization_metadata(daily_run.result, "vehicles")
     assert vehicles_md["dagster/row_count"] == ROWS
     assert str(vehicles_md["source"]).endswith("vehicles.csv")
+
+
+def test_placement_ranks_through_the_spill_folder_and_removes_it(daily_run: DailyRun) -> None:
+    """The placement step ranked into data/.mm_spill/placement/<day>, then removed it."""
+    folder = Path(SPILL_DIR, "placement", PARTITION)
+    assert {d.dagster_type.display_name for d in placement.op.input_defs} == {"PolarsFrame"}
+    assert any(f"Ranking through {folder}" in entry for entry in daily_run.event_log)
+    spill = daily_run.work_dir / SPILL_DIR
+    assert spill.is_dir()
+    assert list(spill.iterdir()) == []
 
 
 def test_the_key_appears_nowhere(daily_run: DailyRun, sandbox: Sandbox) -> None:
