@@ -13,7 +13,7 @@ import polars as pl
 
 from mm_pipeline._exceptions import InvalidInputError
 
-__all__ = ["SOURCE_FORMATS", "file_format", "read_file", "read_table"]
+__all__ = ["SOURCE_FORMATS", "file_format", "read_file", "read_table", "scan_file"]
 
 SOURCE_FORMATS = (".csv", ".csv.gz", ".parquet")
 """File name endings the readers understand."""
@@ -63,6 +63,45 @@ def read_file(path: Path) -> pl.DataFrame:
         if kind == ".csv.gz" and not gzipped:
             reason = f"it is not gzip-compressed, nor plain CSV ({reason})"
         raise InvalidInputError(f"{path.name} cannot be read as {kind[1:]}: {reason}") from exc
+
+
+def scan_file(path: Path) -> pl.LazyFrame:
+    r"""Scan one Parquet or plain CSV file lazily, keeping identifiers as text.
+
+    Nothing is read but the CSV header (a gzip file cannot be scanned in pieces: it is
+    refused).
+
+    Raises
+    ------
+    ValueError
+        When the file is not ``.parquet`` or ``.csv``.
+    InvalidInputError
+        When a CSV file's header cannot be read.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = Path(tmp) / "pairs.csv"
+    ...     _ = path.write_text("vin,zip\nWP1BE2AY5PDA28064,02134\n")
+    ...     scan_file(path).collect()["zip"].to_list()
+    ['02134']
+    """
+    kind = file_format(path)
+    if kind == ".parquet":
+        return pl.scan_parquet(path)
+    if kind != ".csv":
+        raise ValueError(
+            f"{path.name}: only Parquet or plain CSV can be read in pieces (gzip cannot): "
+            "decompress it, or convert it to Parquet"
+        )
+    try:
+        header = pl.read_csv(path, n_rows=0).columns
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        reason = str(exc).strip().split("\n", 1)[0] or type(exc).__name__
+        raise InvalidInputError(f"{path.name} cannot be read as csv: {reason}") from exc
+    overrides = {name: pl.String for name in _TEXT_COLUMNS if name in header}
+    return pl.scan_csv(path, schema_overrides=overrides)
 
 
 def _ragged_line(path: Path, *, gzipped: bool) -> str | None:

@@ -158,7 +158,7 @@ def _large_stats(
     counts = outcome.counts
     return RankStats(
         endpoint="dealers",
-        mode="online+batch" if counts.online_rows else "batch",
+        mode=("online+batch" if outcome.job_ids else "online") if counts.online_rows else "batch",
         rows=counts.rows,
         invalid_rows=counts.invalid_rows,
         duplicates_removed=counts.duplicates_removed,

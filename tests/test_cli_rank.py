@@ -134,3 +134,42 @@ def test_unknown_extension_is_a_usage_error(clean_sandbox: Sandbox, tmp_path: Pa
     result = _run(clean_sandbox, "dealers", str(source), str(tmp_path / "ranked.xlsx"))
     assert result.exit_code == 2
     assert "expected a file ending in .csv" in result.output
+
+
+def test_stream_ranks_a_scanned_file_as_in_memory(clean_sandbox: Sandbox, tmp_path: Path) -> None:
+    """--stream scans IN and streams OUT: the same rows, rows named by line, parts removed."""
+    pairs = _zero_zip_pairs().with_columns(
+        pl.when(pl.int_range(pl.len()) == 2).then(-5).otherwise(pl.col("price")).alias("price")
+    )
+    source = tmp_path / "pairs.csv"
+    pairs.write_csv(source)
+    args = ("--mode", "batch", "--cache-dir", str(tmp_path / "cache"))
+    raised = _run(clean_sandbox, "dealers", str(source), str(tmp_path / "r.csv"), "--stream", *args)
+    assert raised.exit_code == 1
+    assert "line 4: price must be a positive whole number (got -5)" in raised.output
+    assert "nothing was submitted" in raised.output
+    assert server_jobs(clean_sandbox) == []
+    streamed, in_memory = tmp_path / "streamed.csv.gz", tmp_path / "in_memory.csv.gz"
+    for out, extra in ((streamed, ("--stream",)), (in_memory, ())):
+        result = _run(
+            clean_sandbox, "dealers", str(source), str(out), "--on-invalid", "fail", *args, *extra
+        )
+        assert result.exit_code == 0, result.output
+        assert "ranked 14 pairs" in result.output
+    key = ["vin", "source", "zip"]
+    assert read_pairs(streamed).sort(key).equals(read_pairs(in_memory).sort(key))
+    assert read_pairs(failed_path(streamed))["error_message"].to_list() == [
+        "line 4: price must be a positive whole number (got -5)"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_stream_refuses_a_gzip_input_with_the_way_out(
+    clean_sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """A gzip CSV cannot be scanned in pieces: --stream says to decompress or convert it."""
+    source = tmp_path / "pairs.csv.gz"
+    _zero_zip_pairs().write_csv(source, compression="gzip")
+    result = _run(clean_sandbox, "dealers", str(source), str(tmp_path / "r.parquet"), "--stream")
+    assert result.exit_code == 2
+    assert "decompress it (gunzip -k) or convert it to Parquet" in result.output

@@ -78,6 +78,7 @@ from mm_pipeline._frames import (
 from mm_pipeline._normalize import OnInvalid, prepare
 from mm_pipeline._plan import GROUP_KEYS
 from mm_pipeline._redact import get_logger
+from mm_pipeline._rows import row_name_expr
 
 if TYPE_CHECKING:
     from mm_pipeline._session import Session
@@ -123,17 +124,20 @@ class LargeCounts:
 
 
 def _global_rows(frame: pl.DataFrame, rows: pl.Series) -> pl.DataFrame:
-    """Replace the bucket-local ``_row`` (and the ``row N:`` of messages) by input numbers."""
+    """Replace the bucket-local ``_row`` (and the row name leading messages) by input numbers.
+
+    Messages name the row as :func:`~mm_pipeline._rows.row_name` does (``row N``, or
+    ``line N`` inside ``numbered_as_lines``).
+    """
     global_row = rows.gather(frame.get_column(ROW)).alias(ROW)
     if "error_message" not in frame.columns:
         return frame.with_columns(global_row)
-    return frame.with_columns(
+    return frame.with_columns(global_row).with_columns(
         pl.format(
-            "row {}: {}",
-            global_row,
-            pl.col("error_message").str.replace(r"^row \d+: ", ""),
+            "{}: {}",
+            row_name_expr(ROW),
+            pl.col("error_message").str.replace(r"^(?:row|line) \d+: ", ""),
         ).alias("error_message"),
-        global_row,
     )
 
 

@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import polars as pl
 
-from mm_pipeline._files import SOURCE_FORMATS, file_format, read_file
+from mm_pipeline._files import SOURCE_FORMATS, file_format, read_file, scan_file
 from mm_pipeline.cli._batch import api_options, fail_cleanly, make_client
 
+if TYPE_CHECKING:
+    from mm_pipeline._result import RankStats
+
 __all__ = ["failed_path", "rank", "read_pairs", "write_frame"]
+
+
+def _scan_pairs(path: Path) -> pl.LazyFrame:
+    """Scan IN for ``--stream``; refuse a gzip CSV with the way out."""
+    if _kind(path) == ".csv.gz":
+        raise click.UsageError(
+            f"--stream reads Parquet or plain CSV; {path.name} is gzip, which cannot be read in "
+            "pieces: decompress it (gunzip -k) or convert it to Parquet"
+        )
+    return scan_file(path)
 
 
 def _kind(path: Path) -> str:
@@ -38,14 +52,17 @@ def read_pairs(path: Path) -> pl.DataFrame:
     return read_file(path)
 
 
-def write_frame(frame: pl.DataFrame, path: Path) -> None:
-    """Write a frame as CSV, gzip CSV or Parquet according to the file name."""
+def write_frame(frame: pl.DataFrame | pl.LazyFrame, path: Path) -> None:
+    """Write a frame as CSV, gzip CSV or Parquet according to the file name.
+
+    A LazyFrame is streamed to the file, never collected whole.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     kind = _kind(path)
     if kind == ".parquet":
-        frame.write_parquet(path)
+        frame.lazy().sink_parquet(path)
     else:
-        frame.write_csv(path, compression="gzip" if kind == ".csv.gz" else "uncompressed")
+        frame.lazy().sink_csv(path, compression="gzip" if kind == ".csv.gz" else "uncompressed")
 
 
 def failed_path(out: Path) -> Path:
@@ -71,7 +88,7 @@ def _run(
     from mm_pipeline._rows import numbered_as_lines  # noqa: PLC0415
 
     _kind(out)
-    pairs = read_pairs(source)
+    pairs = _scan_pairs(source) if options.pop("stream", False) else read_pairs(source)
     if options.pop("use_cache"):  # on by default: a rerun the same day sends nothing
         from mm_pipeline._batch._cache import default_cache_dir  # noqa: PLC0415 (fast --help)
 
@@ -82,17 +99,36 @@ def _run(
     rank_function = mm.rank_dealers if endpoint == "dealers" else mm.rank_vins
     # Messages name the rows of a CSV file by line (the header is line 1); Parquet has no lines.
     numbering = numbered_as_lines() if _kind(source) != ".parquet" else contextlib.nullcontext()
-    with numbering:
-        result = rank_function(pairs, client=client, **options)
     failed_target = failed_out or failed_path(out)
-    write_frame(result.ranked, out)
-    write_frame(result.failed, failed_target)
+    with numbering:
+        if isinstance(pairs, pl.LazyFrame):
+            stats = _rank_streamed(pairs, out, failed_target, client=client, options=options)
+        else:
+            result = rank_function(pairs, client=client, **options)
+            write_frame(result.ranked, out)
+            write_frame(result.failed, failed_target)
+            stats = result.stats
     click.echo(
-        f"ranked {result.ranked.height:,} pairs -> {out}; "
-        f"{result.failed.height:,} failed -> {failed_target}"
+        f"ranked {stats.ranked:,} pairs -> {out}; {stats.failed:,} failed -> {failed_target}"
     )
-    if result.stats.batch_job_ids:
-        click.echo(f"batch jobs: {', '.join(result.stats.batch_job_ids)}")
+    if stats.batch_job_ids:
+        click.echo(f"batch jobs: {', '.join(stats.batch_job_ids)}")
+
+
+def _rank_streamed(
+    pairs: pl.LazyFrame, out: Path, failed_out: Path, *, client: Any, options: dict[str, Any]
+) -> RankStats:
+    """``--stream``: rank into Parquet parts beside OUT, stream OUT and the failed file."""
+    import mm_pipeline as mm  # noqa: PLC0415 (keeps --help fast)
+
+    parts = out.with_name(f".{out.name}.parts")  # beside OUT: the same disk
+    try:
+        result = mm.rank_dealers(pairs, client=client, output=parts, **options)
+        write_frame(result.ranked, out)
+        write_frame(result.failed, failed_out)
+    finally:  # a rerun starts over from IN (its batch downloads are in the cache)
+        shutil.rmtree(parts, ignore_errors=True)
+    return result.stats
 
 
 _in = click.argument(
@@ -171,6 +207,14 @@ def rank() -> None:
 @_on_invalid
 @_on_request_failed
 @_progress
+@click.option(
+    "--stream",
+    is_flag=True,
+    default=False,
+    help="For files bigger than memory: scan IN (Parquet or CSV) instead of reading it, rank "
+    "through batch jobs into Parquet parts beside OUT (--mode batch, or auto past 2,000 "
+    "requests), and stream OUT and the failed file from them.",
+)
 @api_options
 @fail_cleanly
 def dealers(source: Path, out: Path, failed_out: Path | None, **options: Any) -> None:

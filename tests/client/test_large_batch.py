@@ -278,5 +278,6 @@ def test_pairs_all_without_a_zip_submit_no_job(
     )
     assert server_jobs(clean_sandbox) == []
     assert result.stats.batch_job_ids == ()
+    assert result.stats.mode == "online"
     assert _sorted(result.ranked.collect()).equals(_sorted(expected.ranked))
     assert result.stats.ranked == pairs.height
