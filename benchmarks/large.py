@@ -13,8 +13,8 @@ process (peak RSS of the worker while the step runs, imports included):
   column types, each batch written by a ``ParquetWriter``.
 
 Each write and parse step runs pinned to one core (``POLARS_MAX_THREADS=1`` alone would leave
-pyarrow its own thread pool), twice, ours and pyarrow's alternately, and the faster run of each
-counts (on a shared machine a single run measures the neighbours too).
+pyarrow its own thread pool), three times, ours and pyarrow's alternately, and the fastest run
+of each counts (on a shared machine a single run measures the neighbours too).
 
 Targets: peak RSS at the largest size ≤ 1.3x the smallest's and ≤ 1 GiB; time per pair at the
 largest ≤ 1.25x the smallest's; write and parse each ≤ 1.3x pyarrow's time in the same run.
@@ -45,7 +45,7 @@ PEAK_LIMIT_MB = 1024.0
 _JOBS = "/v2/batch/marketmatch/rank/jobs"
 _BATCH_ROWS = 131_072
 _WORKER_TIMEOUT = 3_600.0
-_REPEATS = 2
+_REPEATS = 3
 """Runs of each write/parse stage (the fastest counts: the machine is shared)."""
 
 
