@@ -1,9 +1,11 @@
 """``mm.assign``: from ranks to a placement plan, one dealer per vehicle, under dealer capacity.
 
-One call: read the candidate pairs out of the ranked frame (vehicles and rooftops numbered in a
-canonical order, so the plan does not depend on row order), resolve each dealer's capacity
-(``_capacity``), solve the min-cost flow and run the greedy baseline (``_flow``), then map the
-chosen pairs back to the ranked rows (:class:`~mm_pipeline.AssignResult`).
+One call: read the candidate pairs and the distinct vehicles out of the ranked frame, eager or
+lazy (``_assign_input``: lazy queries, so a LazyFrame is never collected whole), number vehicles
+and rooftops in a canonical order (so the plan does not depend on row order), resolve each
+dealer's capacity (``_capacity``), solve the min-cost flow and run the greedy baseline
+(``_flow``), then map the chosen pairs back to the ranked rows
+(:class:`~mm_pipeline.AssignResult`).
 """
 
 from __future__ import annotations
@@ -14,83 +16,22 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
+from mm_pipeline._assign_input import VEHICLE_COLUMNS, RankedInput, read_ranked
 from mm_pipeline._assign_result import AssignResult, AssignStats
 from mm_pipeline._capacity import DEALER_COLUMNS, dealer_frame, dealer_key, resolve_capacity
-from mm_pipeline._exceptions import InvalidInputError
 from mm_pipeline._flow import Solution, greedy, solve
-from mm_pipeline._frames import VIN_FIELDS
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
 __all__ = ["VEHICLE_COLUMNS", "assign", "check_plan"]
 
-VEHICLE_COLUMNS = VIN_FIELDS
 _V, _D, _ROW, _COST, _DEALER = "_vehicle", "_dealer_index", "_row", "_cost", "_dealer"
-
-
-def _cost_name(cost: str | pl.Expr) -> str:
-    return cost if isinstance(cost, str) else str(cost)
-
-
-def _frame(
-    ranked: pl.DataFrame | pl.LazyFrame, cost: str | pl.Expr, max_rank: int | None
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Return the ranked frame, and its rows with row number, dealer key, cost, candidacy."""
-    frame = ranked.collect() if isinstance(ranked, pl.LazyFrame) else ranked
-    if not isinstance(frame, pl.DataFrame):
-        raise InvalidInputError(f"ranked must be a polars DataFrame; got {type(ranked).__name__}")
-    if max_rank is not None and (
-        isinstance(max_rank, bool) or not isinstance(max_rank, int) or max_rank < 1
-    ):
-        raise InvalidInputError(f"max_rank must be a positive int or None; got {max_rank!r}")
-    needed = [*VEHICLE_COLUMNS, "vin_rank" if max_rank is not None else "rank_exact"]
-    if isinstance(cost, str):
-        needed.append(cost)
-    missing = [c for c in dict.fromkeys(needed) if c not in frame.columns]
-    if missing:
-        raise InvalidInputError(
-            f"ranked is missing column(s) {', '.join(missing)}; got {', '.join(frame.columns)}"
-        )
-    expression = pl.col(cost) if isinstance(cost, str) else cost
-    candidate = (
-        pl.col("rank_exact").fill_null(False)
-        if max_rank is None
-        else pl.col("vin_rank").le(max_rank).fill_null(False)
-    )
-    try:
-        work = pl.concat(
-            [
-                frame.select(
-                    pl.int_range(pl.len(), dtype=pl.UInt32).alias(_ROW),
-                    *VEHICLE_COLUMNS,
-                    expression.cast(pl.Float64).alias(_COST),
-                    candidate.alias("_candidate"),
-                ),
-                dealer_frame(frame).select(*DEALER_COLUMNS, dealer_key().alias(_DEALER)),
-            ],
-            how="horizontal",
-        )
-    except pl.exceptions.PolarsError as exc:
-        reason = str(exc).strip().split("\n", 1)[0]
-        raise InvalidInputError(f"cost {_cost_name(cost)!r} cannot be read: {reason}") from exc
-    return frame, work
-
-
-def _vehicles(work: pl.DataFrame) -> pl.DataFrame:
-    """Distinct vehicles, in order of first appearance: ``_vehicle`` is the canonical index."""
-    first = work.group_by(VEHICLE_COLUMNS, maintain_order=True).agg(pl.col(_ROW).min())
-    return (
-        first.sort(VEHICLE_COLUMNS, nulls_last=True)
-        .with_row_index(_V)
-        .sort(_ROW)
-        .with_columns(pl.col(_V).cast(pl.Int64))
-    )
 
 
 def _pairs(work: pl.DataFrame, vehicles: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split the candidate pairs into valid ones (one per vehicle and dealer) and bad vehicles."""
-    candidates = work.filter("_candidate").join(
+    candidates = work.join(
         vehicles.select(*VEHICLE_COLUMNS, _V), on=VEHICLE_COLUMNS, nulls_equal=True
     )
     problem = (
@@ -105,7 +46,7 @@ def _pairs(work: pl.DataFrame, vehicles: pl.DataFrame) -> tuple[pl.DataFrame, pl
     invalid = (
         flagged.filter(pl.col("message").is_not_null())
         .group_by(_V)
-        .agg(pl.col("message").first())
+        .agg(pl.col("message").sort_by(_ROW).first())  # its first bad row's
         .join(
             vehicles.filter(pl.any_horizontal(pl.col(c).is_null() for c in VEHICLE_COLUMNS)).select(
                 _V, pl.lit("vin, price or miles is missing").alias("message")
@@ -161,7 +102,12 @@ def assign(
         ``price``, ``miles``, the dealer columns ``source`` / ``zip`` / ``mc_location_id``,
         ``rank_exact`` and, for the default cost or ``max_rank``, ``vin_rank``). A vehicle is
         (``vin``, ``price``, ``miles``); a dealer is a rooftop: ``mc_location_id`` when the row
-        has one, else ``source`` + ``zip``.
+        has one, else ``source`` + ``zip``. A LazyFrame (say ``pl.scan_parquet`` of a large
+        ranking) is read by the streaming engine and never collected whole: memory holds its
+        candidate rows (with every column: a plan row is a ranked row; a batch ranking's ranks
+        are all exact, so there ``max_rank`` is what bounds them) and one row per distinct
+        vehicle, whatever the number of other rows. The plan is the same as on the collected
+        frame.
     capacity
         How many vehicles a dealer takes: one int for every dealer, or a frame with dealer
         columns (any of ``source``, ``zip``, ``mc_location_id``) and ``capacity``
@@ -193,8 +139,9 @@ def assign(
     Raises
     ------
     InvalidInputError
-        Missing columns, a cost that cannot be read as numbers, a bad ``max_rank``, or bad
-        capacities (negative, missing, non-integer, a dealer listed twice: the rows are named).
+        Missing columns, a cost that cannot be read as numbers on the candidate rows, a bad
+        ``max_rank``, or bad capacities (negative, missing, non-integer, a dealer listed twice:
+        the rows are named).
     ImportError
         OR-Tools is not installed (``pip install 'mm-pipeline[assign]'``).
 
@@ -216,9 +163,9 @@ def assign(
     ['capacity', 'capacity']
     """
     started = time.perf_counter()
-    frame, work = _frame(ranked, cost, max_rank)
-    vehicles = _vehicles(work)
-    valid, invalid = _pairs(work, vehicles)
+    read = read_ranked(ranked, cost, max_rank)
+    vehicles = read.vehicles
+    valid, invalid = _pairs(read.candidates, vehicles)
     valid, dealers = _numbered(valid)
     dealers = dealers.with_columns(
         resolve_capacity(dealers, capacity, default_capacity=default_capacity)
@@ -235,7 +182,7 @@ def assign(
     chosen = solution.chosen if solution else np.zeros(0, dtype=np.bool_)
     by_greedy = greedy(vehicle, dealer, costs, room, order=order)
     return _result(
-        frame,
+        read,
         vehicles=vehicles,
         valid=valid,
         invalid=invalid,
@@ -243,14 +190,14 @@ def assign(
         chosen=chosen,
         by_greedy=by_greedy,
         solution=solution,
-        cost=_cost_name(cost),
+        cost=cost if isinstance(cost, str) else str(cost),
         max_rank=max_rank,
         started=started,
     )
 
 
 def _result(
-    frame: pl.DataFrame,
+    read: RankedInput,
     *,
     vehicles: pl.DataFrame,
     valid: pl.DataFrame,
@@ -278,8 +225,9 @@ def _result(
             pl.col(name).fill_null(0).cast(pl.UInt32)
         )
     per_dealer = per_dealer.sort(["first_choice", "placed", _D], descending=[True, True, False])
-    assigned = frame[placed.sort(_ROW).get_column(_ROW)].with_columns(
-        placement_cost=placed.sort(_ROW).get_column(_COST)
+    in_order = placed.sort(_ROW)
+    assigned = read.ranked_rows(in_order.get_column(_ROW)).with_columns(
+        placement_cost=in_order.get_column(_COST)
     )
     candidates = valid.group_by(_V).len(name="candidates")
     unassigned = (
@@ -352,7 +300,9 @@ def check_plan(
     plan
         What :func:`assign` returned for *ranked*.
     ranked, capacity, default_capacity
-        The inputs *plan* was made from (the candidate rule is read from ``plan.stats``).
+        The inputs *plan* was made from (the candidate rule is read from ``plan.stats``). A
+        lazy *ranked* is read as :func:`assign` reads it: its candidate pairs and its distinct
+        vehicles are collected, not the whole frame.
 
     Returns
     -------
@@ -374,15 +324,15 @@ def check_plan(
     True
     """
     s = plan.stats
-    _, work = _frame(ranked, pl.lit(0.0), s.max_rank)  # the candidate rule; no cost needed
+    read = read_ranked(ranked, pl.lit(0.0), s.max_rank, rows=False)  # no cost needed
     keyed = dealer_frame(plan.assigned).select(*DEALER_COLUMNS, dealer_key().alias(_DEALER))
     assigned = pl.concat([plan.assigned.select(VEHICLE_COLUMNS), keyed], how="horizontal")
     load = assigned.group_by(_DEALER).agg(
         pl.len().alias("placed"), *(pl.col(c).first() for c in DEALER_COLUMNS)
     )
     limit = resolve_capacity(load, capacity, default_capacity=default_capacity)
-    candidates = work.filter("_candidate").select(*VEHICLE_COLUMNS, _DEALER)
-    vehicles = work.select(VEHICLE_COLUMNS).unique().height
+    candidates = read.candidates.select(*VEHICLE_COLUMNS, _DEALER)
+    vehicles = read.vehicles.height
     accounted = pl.concat(
         [plan.assigned.select(VEHICLE_COLUMNS), plan.unassigned.select(VEHICLE_COLUMNS)],
         how="vertical_relaxed",

@@ -14,23 +14,35 @@ import polars as pl
 from mm_pipeline._exceptions import InvalidInputError
 from mm_pipeline._frames import DEALER_FIELDS
 
-__all__ = ["DEALER_COLUMNS", "dealer_frame", "dealer_key", "resolve_capacity"]
+__all__ = ["DEALER_COLUMNS", "dealer_columns", "dealer_frame", "dealer_key", "resolve_capacity"]
 
 DEALER_COLUMNS = DEALER_FIELDS
 _SHOWN = 10
 
 
-def dealer_frame(frame: pl.DataFrame) -> pl.DataFrame:
-    """*frame*'s dealer columns as text, a missing ``zip`` / ``mc_location_id`` as nulls."""
-    if "source" not in frame.columns and "mc_location_id" not in frame.columns:
+def dealer_columns(columns: list[str]) -> list[pl.Expr]:
+    """Return the dealer columns of a frame with *columns* as text, a missing one as nulls.
+
+    Examples
+    --------
+    >>> pl.DataFrame({"source": ["a.com"], "zip": [30907]}).select(
+    ...     dealer_columns(["source", "zip"])).row(0)
+    ('a.com', '30907', None)
+    """
+    if "source" not in columns and "mc_location_id" not in columns:
         raise InvalidInputError(
             "a dealer needs 'mc_location_id' or 'source' (+ 'zip'); "
-            f"got columns {', '.join(frame.columns) or '(none)'}"
+            f"got columns {', '.join(columns) or '(none)'}"
         )
-    return frame.select(
-        (pl.col(c).cast(pl.String) if c in frame.columns else pl.lit(None, pl.String)).alias(c)
+    return [
+        (pl.col(c).cast(pl.String) if c in columns else pl.lit(None, pl.String)).alias(c)
         for c in DEALER_COLUMNS
-    )
+    ]
+
+
+def dealer_frame(frame: pl.DataFrame) -> pl.DataFrame:
+    """*frame*'s dealer columns as text, a missing ``zip`` / ``mc_location_id`` as nulls."""
+    return frame.select(dealer_columns(frame.columns))
 
 
 def dealer_key() -> pl.Expr:

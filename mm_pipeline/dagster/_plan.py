@@ -3,9 +3,11 @@
 ``rank_dealers_assets(..., assign=PlacementPlan(capacity=...))`` appends this step to the
 ranking step (the factory's extension point): one multi-asset ``<name>_plan`` (one row per
 placed vehicle, ``mm.AssignResult.assigned``) + ``<name>_plan_unassigned`` (every vehicle not
-placed, with a reason), partitioned and grouped like the ranking, reading the ranked asset and,
-when capacity comes from an asset, that asset (a dealers frame with a ``capacity`` column). It
-calls no API, so it needs no resource and no pool.
+placed, with a reason), partitioned and grouped like the ranking, reading the ranked asset (lazily:
+a Parquet scan with ``PolarsParquetIOManager``, of which ``mm.assign`` and ``mm.check_plan``
+collect the candidate rows and the distinct vehicles only) and, when capacity comes from an
+asset, that asset (a dealers frame with a ``capacity`` column). It calls no API, so it needs no
+resource and no pool.
 
 (No ``from __future__ import annotations`` here: Dagster reads these annotations at runtime.)
 """
@@ -35,7 +37,7 @@ import mm_pipeline as mm
 from mm_pipeline.dagster._metadata import plan_metadata, preview, schema_metadata
 from mm_pipeline.dagster._plan_checks import plan_check_results, plan_check_specs
 from mm_pipeline.dagster._step import RankingStep
-from mm_pipeline.dagster._upstream import UpstreamAsset, asset_key, eager
+from mm_pipeline.dagster._upstream import POLARS_FRAME, UpstreamAsset, asset_key, eager, lazy
 
 __all__ = ["DEFAULT_MIN_PLACED_SHARE", "PlacementPlan", "PlanConfig", "placement_plan_asset"]
 
@@ -150,10 +152,14 @@ def _plan(
     options: PlacementPlan,
     config: PlanConfig,
     plan_key: AssetKey,
-    ranked: pl.DataFrame,
+    ranked: pl.LazyFrame,
     capacity: int | pl.DataFrame,
 ) -> Iterator[Output[pl.DataFrame] | AssetCheckResult]:
-    """Make the plan; yield its two outputs, then the check results."""
+    """Make the plan; yield its two outputs, then the check results.
+
+    ``ranked`` is lazy (a scan of the stored asset, with ``PolarsParquetIOManager``): the plan
+    and its checks hold its candidate rows and its distinct vehicles, never all its pairs.
+    """
     plan = mm.assign(
         ranked,
         capacity=capacity,
@@ -209,7 +215,8 @@ def placement_plan_asset(step: RankingStep, options: PlacementPlan) -> AssetsDef
         else f"capacity from {capacity_key.to_user_string()}"
     )
     plan_schema, unassigned_schema = _column_schemas()
-    ins = {"ranked": AssetIn(key=step.ranked_key)}
+    # Read lazily whatever its size: mm.assign and the checks never need every ranked pair.
+    ins = {"ranked": AssetIn(key=step.ranked_key, dagster_type=POLARS_FRAME)}
     if capacity_key is not None:
         ins["capacity"] = AssetIn(key=capacity_key)
     decorator = multi_asset(
@@ -242,7 +249,7 @@ def placement_plan_asset(step: RankingStep, options: PlacementPlan) -> AssetsDef
         def plan_fixed(
             context: AssetExecutionContext, config: PlanConfig, ranked: Any
         ) -> Iterator[Output[pl.DataFrame] | AssetCheckResult]:
-            yield from _plan(options, config, plan_key, eager(ranked, ranked_name), per_dealer)
+            yield from _plan(options, config, plan_key, lazy(ranked, ranked_name), per_dealer)
 
         return decorator(plan_fixed)
 
@@ -250,6 +257,6 @@ def placement_plan_asset(step: RankingStep, options: PlacementPlan) -> AssetsDef
         context: AssetExecutionContext, config: PlanConfig, ranked: Any, capacity: Any
     ) -> Iterator[Output[pl.DataFrame] | AssetCheckResult]:
         frame = eager(capacity, capacity_key.to_user_string())
-        yield from _plan(options, config, plan_key, eager(ranked, ranked_name), frame)
+        yield from _plan(options, config, plan_key, lazy(ranked, ranked_name), frame)
 
     return decorator(plan_from_asset)

@@ -59,7 +59,7 @@ def plan_check_results(
     asset: AssetKey | str,
     *,
     plan: mm.AssignResult,
-    ranked: pl.DataFrame,
+    ranked: pl.DataFrame | pl.LazyFrame,
     capacity: int | pl.DataFrame,
     default_capacity: int,
     min_placed_share: float,
@@ -73,7 +73,8 @@ def plan_check_results(
     plan
         What ``mm.assign`` returned for ``ranked`` and ``capacity``.
     ranked, capacity, default_capacity
-        The inputs of the plan.
+        The inputs of the plan (``ranked`` may be lazy: only its candidate rows and its
+        distinct vehicles are collected).
     min_placed_share
         The smallest acceptable share of vehicles placed.
 

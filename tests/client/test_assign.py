@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import re
 import sys
-from pathlib import Path
 
 import polars as pl
 import pytest
 
 import mm_pipeline as mm
-from mm_pipeline.sandbox._market import Market
-from tests._support.frames import ranked
-
-SAMPLES = Path(__file__).resolve().parents[2] / "sample_data"
-
+from tests._support.frames import ranked, sample_ranked
 
 TWO_BY_TWO = ranked(
     ("V1", "a.com", 1, True),
@@ -201,17 +196,7 @@ def test_sample_data_plan_spreads_the_rank_one_concentration() -> None:
     """The demo's shape: sample vehicles x every sample dealer with a ZIP, ranked by the sandbox
     model (exact top 10), dealers.csv's capacities. The plan respects capacity, does not lose to
     greedy and spreads the rank-1 concentration."""
-    vehicles = pl.read_csv(SAMPLES / "vehicles.csv").head(200)
-    dealers = pl.read_csv(
-        SAMPLES / "dealers.csv", schema_overrides={"zip": pl.String, "mc_location_id": pl.String}
-    )
-    pairs = mm.cross_pairs(vehicles, dealers.filter(pl.col("zip").is_not_null()))
-    frame = (
-        Market.default()
-        .rank_batch(pairs.drop("mc_location_id"))
-        .drop("error")
-        .with_columns(rank_exact=pl.col("vin_rank") <= 10)
-    )
+    frame, dealers = sample_ranked(200)
     plan = mm.assign(frame, capacity=dealers, max_rank=10)
     assert all(mm.check_plan(plan, frame, dealers).values())
     s = plan.stats

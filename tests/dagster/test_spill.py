@@ -16,6 +16,7 @@ from dagster import (
     materialize,
 )
 
+import mm_pipeline as mm
 from mm_pipeline._batch import _large
 from mm_pipeline.dagster import (
     PLAN_CHECKS,
@@ -31,6 +32,7 @@ from tests._support.dagster_runs import check_evaluations, materialization_metad
 from tests.conftest import BOUND, make_vins, refuse_large_collects
 
 REGIONS = StaticPartitionsDefinition(["north", "south"])
+PLAN_CAPACITY, PLAN_MAX_RANK = 12, 10
 PAIR_KEY = ["vin", "price", "miles", "source", "zip", "mc_location_id"]
 STORED = ("placement", "placement_failures", "placement_plan", "placement_plan_unassigned")
 
@@ -189,7 +191,9 @@ def test_the_spilled_step_never_collects_the_pairs_or_the_ranking(
     """41,000 pairs, no collect past 40,000 rows: the in-memory step trips it, the spilled not.
 
     The crossing, the ranking (VIN buckets of 9,000 rows), the outputs (sunk by the IO manager),
-    the metadata and the checks all stay under the bound.
+    the metadata and the checks all stay under the bound; so does the placement plan, which
+    reads the stored ranking lazily (its candidates, vin_rank <= 10, and its vehicles), and its
+    seven checks pass.
     """
     pairs = 410 * 100
     assert pairs > BOUND
@@ -209,6 +213,7 @@ def test_the_spilled_step_never_collects_the_pairs_or_the_ranking(
             dealers=many_rooftops,
             mode="batch",
             spill_dir=spill_dir,
+            assign=PlacementPlan(capacity=PLAN_CAPACITY, max_rank=PLAN_MAX_RANK),
         )
 
     in_memory = materialize(
@@ -233,8 +238,16 @@ def test_the_spilled_step_never_collects_the_pairs_or_the_ranking(
     assert {name: e.passed for name, e in checks.items()} == dict.fromkeys(RANKING_CHECKS, True)
     assert checks["complete"].metadata["distinct_input_pairs"].value == pairs
     assert checks["ranks_contiguous"].metadata["groups"].value == 410
+    plan_checks = check_evaluations(spilled, AssetKey("placement_plan"))
+    assert {name: e.passed for name, e in plan_checks.items()} == dict.fromkeys(PLAN_CHECKS, True)
+    plan_md = materialization_metadata(spilled, "placement_plan")
     monkeypatch.undo()  # the test itself reads the stored ranking whole
     stored = pl.read_parquet(tmp_path / "data" / "placement" / "data.parquet")
     assert stored.height == ranked_md["dagster/row_count"]
     assert stored.group_by("vin").len()["len"].max() == 100
+    candidates = int((stored["vin_rank"] <= PLAN_MAX_RANK).sum())  # (batch ranks are all exact)
+    assert stored.height > BOUND > candidates  # what the plan collects: its candidates
+    plan = mm.assign(stored, capacity=PLAN_CAPACITY, max_rank=PLAN_MAX_RANK)
+    assert plan_md["dagster/row_count"] == plan.stats.placed
+    assert plan.stats.candidate_pairs == candidates
     assert not (tmp_path / "spill" / "placement").exists()
