@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import polars as pl
+import pytest
 from click.testing import CliRunner
 
+import mm_pipeline as mm
 from mm_pipeline.cli import cli
 from mm_pipeline.cli._assign import unassigned_path
 from tests._support.frames import ranked
@@ -75,3 +78,29 @@ def test_assign_refuses_both_or_neither_capacity_and_bad_files(tmp_path: Path) -
     assert "InvalidInputError: capacity: 1 row(s) are not valid" in bad.output
     assert "capacity is negative" in bad.output
     assert not out.exists()
+
+
+def test_a_parquet_ranking_is_scanned_and_a_broken_one_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RANKED as Parquet reaches mm.assign as a scan; a file that is not Parquet: exit 1."""
+    source, out = tmp_path / "ranked.parquet", tmp_path / "plan.parquet"
+    RANKED.write_parquet(source)
+    given: list[object] = []
+    assign = mm.assign
+
+    def spy(ranked: pl.DataFrame | pl.LazyFrame, **options: Any) -> mm.AssignResult:
+        given.append(ranked)
+        return assign(ranked, **options)
+
+    monkeypatch.setattr(mm, "assign", spy)
+    result = CliRunner().invoke(cli, ["assign", str(source), str(out), "--capacity", "1"])
+    assert result.exit_code == 0, result.output
+    assert [type(frame) for frame in given] == [pl.LazyFrame]
+    assert pl.read_parquet(out).height == 2
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"not parquet at all")
+    bad = CliRunner().invoke(cli, ["assign", str(broken), str(out), "--capacity", "1"])
+    assert bad.exit_code == 1
+    assert "broken.parquet cannot be read as parquet" in bad.output
+    assert "Traceback" not in bad.output

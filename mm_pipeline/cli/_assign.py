@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import click
+import polars as pl
 
+from mm_pipeline._files import file_format
 from mm_pipeline.cli._batch import fail_cleanly
 from mm_pipeline.cli._rank import read_pairs, write_frame
 
@@ -25,6 +27,20 @@ def unassigned_path(out: Path) -> Path:
 
     failed = failed_path(out)
     return failed.with_name(failed.name.replace(".failed.", ".unassigned.", 1))
+
+
+def _ranked(path: Path) -> pl.DataFrame | pl.LazyFrame:
+    """RANKED: a Parquet file is scanned (mm.assign collects its candidates only), CSV read."""
+    from mm_pipeline._exceptions import InvalidInputError  # noqa: PLC0415 (keeps --help fast)
+
+    if file_format(path) != ".parquet":
+        return read_pairs(path)
+    try:
+        pl.read_parquet_schema(path)  # a file that is not Parquet fails here, clearly
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        reason = str(exc).strip().split("\n", 1)[0] or type(exc).__name__
+        raise InvalidInputError(f"{path.name} cannot be read as parquet: {reason}") from exc
+    return pl.scan_parquet(path)
 
 
 @click.command(short_help="Place each ranked vehicle at one dealer under capacity.")
@@ -84,7 +100,7 @@ def assign(source: Path, out: Path, **options: Any) -> None:
         raise click.UsageError("give exactly one of --capacity N and --capacity-file FILE")
     unassigned_target = options.pop("unassigned_out") or unassigned_path(out)
     limits = capacity if capacity_file is None else read_pairs(capacity_file)
-    plan = mm.assign(read_pairs(source), capacity=limits, **options)
+    plan = mm.assign(_ranked(source), capacity=limits, **options)
     write_frame(plan.assigned, out)
     write_frame(plan.unassigned, unassigned_target)
     s = plan.stats
