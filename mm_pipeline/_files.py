@@ -68,15 +68,15 @@ def read_file(path: Path) -> pl.DataFrame:
 def scan_file(path: Path) -> pl.LazyFrame:
     r"""Scan one Parquet or plain CSV file lazily, keeping identifiers as text.
 
-    Nothing is read but the CSV header (a gzip file cannot be scanned in pieces: it is
-    refused).
+    Nothing is read but the CSV header or the Parquet footer (a gzip file cannot be scanned in
+    pieces: it is refused).
 
     Raises
     ------
     ValueError
         When the file is not ``.parquet`` or ``.csv``.
     InvalidInputError
-        When a CSV file's header cannot be read.
+        When a CSV file's header or a Parquet file's footer cannot be read.
 
     Examples
     --------
@@ -88,18 +88,19 @@ def scan_file(path: Path) -> pl.LazyFrame:
     ['02134']
     """
     kind = file_format(path)
-    if kind == ".parquet":
-        return pl.scan_parquet(path)
-    if kind != ".csv":
+    if kind not in (".csv", ".parquet"):
         raise ValueError(
             f"{path.name}: only Parquet or plain CSV can be read in pieces (gzip cannot): "
             "decompress it, or convert it to Parquet"
         )
     try:
+        if kind == ".parquet":
+            pl.read_parquet_schema(path)  # a file that is not Parquet fails here, clearly
+            return pl.scan_parquet(path)
         header = pl.read_csv(path, n_rows=0).columns
     except (pl.exceptions.PolarsError, OSError) as exc:
         reason = str(exc).strip().split("\n", 1)[0] or type(exc).__name__
-        raise InvalidInputError(f"{path.name} cannot be read as csv: {reason}") from exc
+        raise InvalidInputError(f"{path.name} cannot be read as {kind[1:]}: {reason}") from exc
     overrides = {name: pl.String for name in _TEXT_COLUMNS if name in header}
     return pl.scan_csv(path, schema_overrides=overrides)
 

@@ -93,8 +93,7 @@ async def arank_to_parquet(
             done = await rank_online(
                 pairs, session=session, options=online_options, preranked=preranked
             )
-            for name in _COUNTED:
-                setattr(counters, name, getattr(counters, name) + getattr(done.counters, name))
+            counters.add(done.counters)
             return done.ranked, done.failed
 
         outcome = await rank_to_parquet(
@@ -133,20 +132,6 @@ def _lazy_result(stats: RankStats, output: Path) -> RankResult[pl.LazyFrame]:
     )
 
 
-_COUNTED = (
-    "rerank_rounds",
-    "rerank_requests",
-    "merge_requests",
-    "consistency_violations",
-    "lost_candidates",
-    "resent_after_422",
-    "refused_answers",
-    "reasks",
-    "unmatched_answers",
-)
-"""The online counters a run adds up over its buckets (and reports in ``RankStats``)."""
-
-
 def _large_stats(
     outcome: LargeOutcome,
     counters: Counters,
@@ -171,7 +156,7 @@ def _large_stats(
         retries=requests[1],
         rate_limited=requests[2],
         cached_answers=requests[3],
-        **{name: getattr(counters, name) for name in _COUNTED},
+        **counters.stats(),
         chunk_size=sizes[0],
         exact_top_k=sizes[1],
         elapsed=time.monotonic() - started,

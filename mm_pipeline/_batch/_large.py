@@ -239,10 +239,13 @@ class _Mapping:
     batch: BatchCounts
 
 
-def _map_bucket(sent: Path, index: int, jobs: _Mapping) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _map_bucket(
+    sent: Path, index: int, jobs: _Mapping
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Map one bucket's pairs to the result rows of its VINs (the in-memory map-back).
 
-    Returns the bucket's sent pairs, ranked (batch ranks, one order per VIN) and failed.
+    Returns the bucket's sent pairs, and of them the ranked (batch ranks, one order per VIN)
+    and the failed.
     """
     pairs = pl.read_parquet(sent)
     answers = (
@@ -260,7 +263,7 @@ def _map_bucket(sent: Path, index: int, jobs: _Mapping) -> tuple[pl.DataFrame, p
     ranked, failed = _map_back(pairs, jobs.job_ids, answers, job_failures, bucket)
     for name in _RESULT_COUNTS:  # the map-back sets these per call: add them up
         setattr(jobs.batch, name, getattr(jobs.batch, name) + getattr(bucket, name))
-    return ranked, failed
+    return pairs, ranked, failed
 
 
 async def _finish_bucket(
@@ -276,14 +279,16 @@ async def _finish_bucket(
     Ranked pairs come vehicle by vehicle (by first input row), each in rank order.
     """
     sent = counts.sent.get(index)
+    sent_pairs: pl.DataFrame | None = None
     ranked = pl.DataFrame(schema=RANKED_WITH_ROW)
     failed = pl.DataFrame(schema=FAILED_WITH_ROW)
     if sent is not None:
-        ranked, failed = await asyncio.to_thread(_map_bucket, sent, index, jobs)
+        sent_pairs, ranked, failed = await asyncio.to_thread(_map_bucket, sent, index, jobs)
     ranked = _per_vehicle(ranked)
     if index in counts.online:
         online_pairs = pl.read_parquet(counts.online[index])
-        sent_pairs = pl.read_parquet(sent) if sent is not None else online_pairs.clear()
+        if sent_pairs is None:
+            sent_pairs = online_pairs.clear()
         ranked, preranked = split_preranked(ranked, online_pairs, sent_pairs)
         online_ranked, online_failed = await complete_online(online_pairs, preranked)
         ranked = _in_vehicle_order(

@@ -41,6 +41,22 @@ class Counters:
     groups_done: int = 0
     pairs_done: int = 0
 
+    def add(self, other: Counters) -> None:
+        """Add ``other``'s counts to these (runs over several parts, such as VIN buckets)."""
+        for name, value in vars(other).items():
+            setattr(self, name, getattr(self, name) + value)
+
+    def stats(self) -> dict[str, int]:
+        """Return the counts :class:`~mm_pipeline.RankStats` reports (progress ones left out).
+
+        Examples
+        --------
+        >>> Counters(merge_requests=2, groups_done=5).stats()["merge_requests"]
+        2
+        """
+        progress = {"groups_done", "pairs_done"}
+        return {name: value for name, value in vars(self).items() if name not in progress}
+
 
 @dataclass(kw_only=True)
 class OnlineOutcome:

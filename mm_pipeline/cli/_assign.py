@@ -8,7 +8,7 @@ from typing import Any
 import click
 import polars as pl
 
-from mm_pipeline._files import file_format
+from mm_pipeline._files import file_format, scan_file
 from mm_pipeline.cli._batch import fail_cleanly
 from mm_pipeline.cli._rank import read_pairs, write_frame
 
@@ -31,16 +31,7 @@ def unassigned_path(out: Path) -> Path:
 
 def _ranked(path: Path) -> pl.DataFrame | pl.LazyFrame:
     """RANKED: a Parquet file is scanned (mm.assign collects its candidates only), CSV read."""
-    from mm_pipeline._exceptions import InvalidInputError  # noqa: PLC0415 (keeps --help fast)
-
-    if file_format(path) != ".parquet":
-        return read_pairs(path)
-    try:
-        pl.read_parquet_schema(path)  # a file that is not Parquet fails here, clearly
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        reason = str(exc).strip().split("\n", 1)[0] or type(exc).__name__
-        raise InvalidInputError(f"{path.name} cannot be read as parquet: {reason}") from exc
-    return pl.scan_parquet(path)
+    return scan_file(path) if file_format(path) == ".parquet" else read_pairs(path)
 
 
 @click.command(short_help="Place each ranked vehicle at one dealer under capacity.")
